@@ -1,0 +1,159 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+The route installer: the Klein app that maps paths to discovery, health,
+version and the per-verb resource handlers (k8s.io/apiserver's installer).
+
+Requests reach it through L{wardled.api.filters}, which has already
+authenticated and authorized them and attached their L{RequestInfo}.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any, Awaitable, Callable, Mapping
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from wardled import __version__, apierrors
+from wardled.api import create, delete, discovery, get, negotiate, patch, respond, update
+from wardled.api import list as list_handler
+from wardled.api.context import request_context
+from wardled.api.health import HealthEndpoint, run_endpoint
+from wardled.api.scope import Scope
+from wardled.apis.wardle import GROUP, resource_for
+from wardled.registry.store import Store
+
+Handler = Callable[[Scope, IRequest], Awaitable[bytes]]
+
+HANDLERS: Mapping[str, Handler] = {
+    "get": get.get,
+    "list": list_handler.list_objects,
+    "create": create.create,
+    "update": update.update,
+    "patch": patch.patch,
+    "delete": delete.delete,
+    "deletecollection": delete.delete_collection,
+}
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+# The wardle binary version the reference reports (major 1, minor 2).
+WARDLE_MAJOR, WARDLE_MINOR = "1", "2"
+
+
+def version_info() -> dict[str, str]:
+    """
+    C{/version}, shaped like version.Info.
+    """
+    return {
+        "major": WARDLE_MAJOR,
+        "minor": WARDLE_MINOR,
+        "emulationMajor": WARDLE_MAJOR,
+        "emulationMinor": WARDLE_MINOR,
+        "minCompatibilityMajor": WARDLE_MAJOR,
+        "minCompatibilityMinor": str(int(WARDLE_MINOR) - 1),
+        "gitVersion": f"v{WARDLE_MAJOR}.{WARDLE_MINOR}.0+wardled-{__version__}",
+        "gitCommit": "",
+        "gitTreeState": "",
+        "buildDate": "",
+        "goVersion": f"python{platform.python_version()}",
+        "compiler": sys.implementation.name,
+        "platform": f"{sys.platform}/{platform.machine()}",
+    }
+
+
+class WardleAPI:
+    """
+    The routes of the server; one instance per server.
+    """
+
+    app = Klein()
+
+    def __init__(
+        self,
+        stores: Mapping[str, Store],
+        health: Mapping[str, HealthEndpoint],
+    ) -> None:
+        self.stores = stores
+        self.health = health
+
+    def _json(self, request: IRequest, body: dict[str, Any], code: int = 200) -> bytes:
+        output = negotiate.negotiate_output(
+            respond.header(request, "accept"), allow_table=False, allow_partial=False
+        )
+        return respond.write(request, body, output, code)
+
+    @app.handle_errors(apierrors.StatusError)
+    def status_error(self, request: IRequest, failure: Any) -> bytes:
+        return respond.write_status(request, failure.value)
+
+    @app.route("/", methods=["GET"])
+    def root(self, request: IRequest) -> bytes:
+        return self._json(request, discovery.root_paths())
+
+    @app.route("/version", methods=["GET"])
+    def version(self, request: IRequest) -> bytes:
+        return self._json(request, version_info())
+
+    @app.route("/apis", methods=["GET"])
+    def apis(self, request: IRequest) -> bytes:
+        host = request.getHost()
+        return self._json(request, discovery.api_group_list(f"{host.host}:{host.port}"))
+
+    @app.route(f"/apis/{GROUP}", methods=["GET"])
+    def group(self, request: IRequest) -> bytes:
+        return self._json(request, discovery.api_group_document())
+
+    @app.route(f"/apis/{GROUP}/<version>", methods=["GET"])
+    def group_version(self, request: IRequest, version: str) -> bytes:
+        if version not in ("v1alpha1", "v1beta1"):
+            raise apierrors.server_not_found()
+        return self._json(request, discovery.api_resource_list(version))
+
+    @app.route("/<any(healthz,livez,readyz):endpoint>", methods=["GET"])
+    @app.route("/<any(healthz,livez,readyz):endpoint>/<path:check>", methods=["GET"])
+    async def health_check(self, request: IRequest, endpoint: str, check: str = "") -> bytes:
+        verbose = b"verbose" in request.args
+        exclude = [v.decode() for v in request.args.get(b"exclude", [])]
+        code, text = await run_endpoint(self.health[endpoint], check, verbose, exclude)
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return text.encode()
+
+    @app.route(f"/apis/{GROUP}/<version>/<path:rest>", methods=ALL_METHODS)
+    async def resource(self, request: IRequest, version: str, rest: str) -> bytes:
+        context = request_context(request)
+        info = context.info
+        resource = resource_for(version, info.resource)
+        if resource is None or info.subresource or (info.namespace and not resource.namespaced):
+            raise apierrors.server_not_found()
+        handler = self._handler(info.verb, all_namespaces=resource.namespaced and not info.namespace)
+        warning = resource.deprecation_warning(version)
+        if warning:
+            respond.add_warning(request, warning)
+        scope = Scope(
+            resource, version, self.stores[resource.plural], info.namespace, info.name, context.user
+        )
+        return await handler(scope, request)
+
+    def _handler(self, verb: str, all_namespaces: bool) -> Handler:
+        """
+        The handler for C{verb}; a namespaced resource's cross-namespace path
+        only lists.
+        """
+        handler = HANDLERS.get(verb)
+        if handler is None or (all_namespaces and verb != "list"):
+            raise apierrors.StatusError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+                {},
+            )
+        return handler
+
+    @app.route("/<path:anything>", methods=ALL_METHODS)
+    def not_found(self, request: IRequest, anything: str) -> bytes:
+        raise apierrors.server_not_found()

@@ -1,0 +1,86 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+What create, update and patch share: C{dryRun} and C{fieldValidation}, and
+turning a request body into an internal object with the unknown and
+duplicate fields reported the way C{fieldValidation} asks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.web.iweb import IRequest
+
+from wardled import apierrors
+from wardled.api import body as request_body
+from wardled.api.respond import add_warning, header, query_arg
+from wardled.api.scope import Scope
+from wardled.apis import field
+from wardled.apis.field import FieldError
+
+DRY_RUN_ALL = "All"
+IGNORE = "Ignore"
+WARN = "Warn"
+STRICT = "Strict"
+FIELD_VALIDATIONS = [IGNORE, WARN, STRICT]
+
+
+@attrs.frozen
+class WriteOptions:
+    dry_run: bool = False
+    field_validation: str = WARN
+
+
+def parse_write_options(request: IRequest, options_kind: str) -> WriteOptions:
+    """
+    C{dryRun} and C{fieldValidation} from the query.
+
+    @param options_kind: C{CreateOptions}, C{UpdateOptions}, C{PatchOptions} or
+        C{DeleteOptions}, for the 422 message.
+    """
+    dry_run_values = [v.decode("utf-8", "replace") for v in request.args.get(b"dryRun", [])]
+    errors: list[FieldError] = []
+    for value in dry_run_values:
+        if value != DRY_RUN_ALL:
+            errors.append(field.not_supported("dryRun", value, [DRY_RUN_ALL]))
+    validation = query_arg(request, "fieldValidation") or WARN
+    if validation not in FIELD_VALIDATIONS and options_kind != "DeleteOptions":
+        errors.append(field.not_supported("fieldValidation", validation, FIELD_VALIDATIONS))
+    if errors:
+        raise apierrors.invalid(apierrors.GroupKind("meta.k8s.io", options_kind), "", errors)
+    return WriteOptions(dry_run=bool(dry_run_values), field_validation=validation)
+
+
+def read_request_body(request: IRequest) -> request_body.DecodedBody:
+    """
+    The parsed body (JSON or YAML) of C{request}.
+    """
+    request.content.seek(0)
+    return request_body.read_body(request.content.read(), header(request, "content-type"))
+
+
+def report_fields(
+    request: IRequest, options: WriteOptions, unknown: list[str], duplicates: list[str]
+) -> None:
+    """
+    Unknown and duplicate fields: ignored, sent back as warnings, or refused.
+    """
+    problems = [f'unknown field "{path}"' for path in unknown]
+    problems += [f'duplicate field "{path}"' for path in duplicates]
+    if not problems or options.field_validation == IGNORE:
+        return
+    if options.field_validation == STRICT:
+        raise apierrors.bad_request("strict decoding error: " + ", ".join(problems))
+    for problem in problems:
+        add_warning(request, problem)
+
+
+def decode_object(scope: Scope, request: IRequest, options: WriteOptions) -> dict[str, Any]:
+    """
+    The request body as an internal object of C{scope}'s resource.
+    """
+    parsed = read_request_body(request)
+    decoded = scope.resource.decode_request(scope.version, parsed.obj)
+    report_fields(request, options, decoded.unknown_fields, parsed.duplicate_fields)
+    return decoded.internal
