@@ -25,6 +25,15 @@ class AuthorizeTests(SynchronousTestCase):
         for path in ("/apis", "/healthzz", "/versions", "/"):
             self.assertFalse(is_open_path(path), path)
 
+    def test_discovery_for_authenticated_users_only(self) -> None:
+        for path in ("/apis", "/apis/wardle.example.com", "/apis/wardle.example.com/v1alpha1", "/openapi/v2", "/openapi/v3/apis/wardle.example.com/v1beta1"):
+            info = parse_request_info("GET", path, False)
+            self.assertTrue(authorize(ALICE, info).allowed, path)
+            self.assertFalse(authorize(ANONYMOUS_USER, info).allowed, path)
+        for method, path in (("POST", "/apis"), ("GET", "/"), ("GET", "/metrics"),
+                             ("GET", "/apis/wardle.example.com/v1alpha1/fischers")):
+            self.assertFalse(authorize(ALICE, parse_request_info(method, path, False)).allowed, path)
+
     def test_authenticated_users_get_group(self) -> None:
         self.assertEqual(ALICE.groups, ("devs", "system:authenticated"))
 
@@ -46,8 +55,8 @@ class AuthorizeTests(SynchronousTestCase):
             'fischers.wardle.example.com "f" is forbidden: User "alice" cannot get resource '
             '"fischers" in API group "wardle.example.com" at the cluster scope',
         )
-        info = parse_request_info("GET", "/apis", False)
+        info = parse_request_info("GET", "/", False)
         self.assertEqual(
             forbidden_error(ALICE, info).message,
-            'forbidden: User "alice" cannot get path "/apis"',
+            'forbidden: User "alice" cannot get path "/"',
         )

@@ -7,14 +7,15 @@ L{MultiService} so twistd starts and stops them in order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Collection
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from wardled.api.app import WardleAPI
-from wardled.api.filters import FilteredResource
+from wardled.api.filters import Authenticator, FilteredResource
 from wardled.api.health import health_endpoints, storage_check
 from wardled.auth.authn import authenticate
 from wardled.config import WardledConfig
@@ -53,22 +54,45 @@ class QuietSite(Site):
     access_log = False
 
 
-def make_site(config: WardledConfig, storage: IStorage, reactor: Any) -> Site:
+def make_root(
+    storage: IStorage,
+    key_prefix: str,
+    reactor: Any,
+    authenticator: Authenticator = authenticate,
+    disabled_admission: Collection[str] = (),
+    shutting_down: Callable[[], bool] = lambda: False,
+) -> IResource:
     """
-    The HTTP site: filters in front of the routes, over C{storage}.
+    The resource tree: filters in front of the routes, over C{storage}.
+
+    @param reactor: provides C{seconds} (object timestamps) and C{callLater}
+        (health-check timeouts); a L{Clock} in tests.
     """
-    stores = build_stores(
-        storage, config.etcd_prefix, reactor.seconds, config.disable_admission_plugins
-    )
-    shutting_down = [False]
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: shutting_down.__setitem__(0, True))
+    stores = build_stores(storage, key_prefix, reactor.seconds, disabled_admission)
     health = health_endpoints(
         storage_check("etcd", storage.check_health, reactor, ETCD_HEALTH_TIMEOUT),
         storage_check("etcd-readiness", storage.check_health, reactor, ETCD_HEALTH_TIMEOUT),
-        lambda: shutting_down[0],
+        shutting_down,
     )
     api = WardleAPI(stores, health)
-    root = FilteredResource(api.app.resource(), authenticate)
+    return FilteredResource(api.app.resource(), authenticator)
+
+
+def make_site(config: WardledConfig, storage: IStorage, reactor: Any) -> Site:
+    """
+    The HTTP site for C{config}.
+    """
+    shutting_down = [False]
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: shutting_down.__setitem__(0, True)
+    )
+    root = make_root(
+        storage,
+        config.etcd_prefix,
+        reactor,
+        disabled_admission=config.disable_admission_plugins,
+        shutting_down=lambda: shutting_down[0],
+    )
     site = QuietSite(root, reactor=reactor)
     site.access_log = config.access_log
     site.displayTracebacks = False

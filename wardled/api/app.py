@@ -14,6 +14,7 @@ import sys
 from typing import Any, Awaitable, Callable, Mapping
 
 from klein import Klein
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from wardled import __version__, apierrors
@@ -22,7 +23,7 @@ from wardled.api import list as list_handler
 from wardled.api.context import request_context
 from wardled.api.health import HealthEndpoint, run_endpoint
 from wardled.api.scope import Scope
-from wardled.apis.wardle import GROUP, resource_for
+from wardled.apis.wardle import GROUP, GROUP_VERSIONS, resource_for
 from wardled.registry.store import Store
 
 Handler = Callable[[Scope, IRequest], Awaitable[bytes]]
@@ -70,6 +71,7 @@ class WardleAPI:
     """
 
     app = Klein()
+    log = Logger()
 
     def __init__(
         self,
@@ -88,6 +90,16 @@ class WardleAPI:
     @app.handle_errors(apierrors.StatusError)
     def status_error(self, request: IRequest, failure: Any) -> bytes:
         return respond.write_status(request, failure.value)
+
+    @app.handle_errors(Exception)
+    def internal_error(self, request: IRequest, failure: Any) -> bytes:
+        """
+        A bug: log it, answer with a 500 Status, keep serving.
+        """
+        self.log.failure("unhandled error serving {path}", failure, path=request.path)
+        return respond.write_status(
+            request, apierrors.internal_error("an unexpected error happened; see the server log")
+        )
 
     @app.route("/", methods=["GET"])
     def root(self, request: IRequest) -> bytes:
@@ -108,16 +120,49 @@ class WardleAPI:
 
     @app.route(f"/apis/{GROUP}/<version>", methods=["GET"])
     def group_version(self, request: IRequest, version: str) -> bytes:
-        if version not in ("v1alpha1", "v1beta1"):
+        if version not in GROUP_VERSIONS:
             raise apierrors.server_not_found()
         return self._json(request, discovery.api_resource_list(version))
 
-    @app.route("/<any(healthz,livez,readyz):endpoint>", methods=["GET"])
-    @app.route("/<any(healthz,livez,readyz):endpoint>/<path:check>", methods=["GET"])
-    async def health_check(self, request: IRequest, endpoint: str, check: str = "") -> bytes:
-        verbose = b"verbose" in request.args
-        exclude = [v.decode() for v in request.args.get(b"exclude", [])]
-        code, text = await run_endpoint(self.health[endpoint], check, verbose, exclude)
+    def _document(self, request: IRequest, document: Any) -> bytes:
+        """
+        Serve a prebuilt document with its ETag; C{If-None-Match} gives 304.
+        """
+        request.setHeader(b"etag", document.etag.encode())
+        request.setHeader(b"vary", b"Accept")
+        if respond.header(request, "if-none-match") == document.etag:
+            request.setResponseCode(304)
+            return b""
+        request.setHeader(b"content-type", b"application/json")
+        return bytes(document.body)
+
+    @app.route("/openapi/v2", methods=["GET"])
+    def openapi_v2(self, request: IRequest) -> bytes:
+        from wardled.api import openapi
+
+        return self._document(request, openapi.v2_document())
+
+    @app.route("/openapi/v3", methods=["GET"])
+    def openapi_v3(self, request: IRequest) -> bytes:
+        from wardled.api import openapi
+
+        return self._document(request, openapi.v3_index_document())
+
+    @app.route(f"/openapi/v3/apis/{GROUP}/<version>", methods=["GET"])
+    def openapi_v3_group_version(self, request: IRequest, version: str) -> bytes:
+        if version not in GROUP_VERSIONS:
+            raise apierrors.server_not_found()
+        from wardled.api import openapi
+
+        return self._document(request, openapi.v3_group_version_document(version))
+
+    @app.route("/<any(healthz,livez,readyz):probe>", methods=["GET"])
+    @app.route("/<any(healthz,livez,readyz):probe>/<path:check>", methods=["GET"])
+    async def health_check(self, request: IRequest, probe: str, check: str = "") -> bytes:
+        params = respond.query(request)
+        verbose = "verbose" in params
+        exclude = params.get("exclude", [])
+        code, text = await run_endpoint(self.health[probe], check, verbose, exclude)
         request.setResponseCode(code)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"x-content-type-options", b"nosniff")

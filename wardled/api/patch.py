@@ -122,7 +122,14 @@ async def _patch_once(
     versioned = scope.resource.encode(scope.version, current)
     patched = _apply(patch_type, parsed, versioned)
     decoded = scope.resource.decode_request(scope.version, patched)
-    report_fields(request, options, decoded.unknown_fields, [])
+    kind = scope.resource.kind
+    report_fields(
+        request,
+        options,
+        decoded.unknown_fields,
+        [],
+        f'{kind} in version "{scope.version}" cannot be handled as a {kind}: ',
+    )
     obj = decoded.internal
     check_name(scope, obj)
     current_version = current["metadata"].get("resourceVersion", "")

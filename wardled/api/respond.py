@@ -7,6 +7,7 @@ object/list/Table/PartialObjectMetadata shapes of resource responses.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from twisted.web.iweb import IRequest
 
@@ -17,17 +18,33 @@ from wardled.apis.scheme import ResourceType
 
 Object = dict[str, Any]
 
-JSON_OUTPUT = negotiate.negotiate_output(None, allow_table=False, allow_partial=False)
+
+_QUERY_ATTRIBUTE = "_wardled_query"
+
+
+def query(request: IRequest) -> dict[str, list[str]]:
+    """
+    The query parameters, decoded once per request.
+
+    Unlike C{request.args}, a parameter without C{=} (C{?verbose}) is kept,
+    with an empty value, as Go's C{url.Query} keeps it.
+    """
+    cached = getattr(request, _QUERY_ATTRIBUTE, None)
+    if cached is None:
+        _, _, raw = request.uri.partition(b"?")
+        cached = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        setattr(request, _QUERY_ATTRIBUTE, cached)
+    return cached
 
 
 def query_arg(request: IRequest, name: str) -> str | None:
     """
-    The first value of query parameter C{name}, decoded, or None.
+    The first value of query parameter C{name}, or None.
     """
-    values = request.args.get(name.encode())
+    values = query(request).get(name)
     if not values:
         return None
-    return values[0].decode("utf-8", "replace")
+    return values[0]
 
 
 def header(request: IRequest, name: str) -> str | None:
@@ -62,12 +79,7 @@ def write_status(request: IRequest, error: apierrors.StatusError) -> bytes:
     """
     Answer with C{error}'s Status, in YAML if the client asked for it.
     """
-    try:
-        output = negotiate.negotiate_output(
-            header(request, "accept"), allow_table=False, allow_partial=False
-        )
-    except apierrors.StatusError:
-        output = JSON_OUTPUT
+    output = negotiate.negotiate_error_output(header(request, "accept"))
     if error.code == 429 or (error.details or {}).get("retryAfterSeconds"):
         retry = (error.details or {}).get("retryAfterSeconds", 1)
         request.setHeader(b"retry-after", str(retry).encode())
@@ -92,8 +104,9 @@ def object_body(
         )
     if output.as_kind == "PartialObjectMetadata":
         return table.to_partial_metadata(encoded, output.version)
-    if output.as_kind == "PartialObjectMetadataList":
-        raise apierrors.not_acceptable(negotiate.SUPPORTED_MEDIA_TYPES)
+    table.check_conversion(
+        output.as_kind, is_list=False, type_name=f"*wardle.{resource.kind}"
+    )
     return encoded
 
 
@@ -121,6 +134,7 @@ def list_body(
         return table.to_partial_metadata_list(
             [resource.encode(version, item) for item in items], list_meta, output.version
         )
-    if output.as_kind == "PartialObjectMetadata":
-        raise apierrors.not_acceptable(negotiate.SUPPORTED_MEDIA_TYPES)
+    table.check_conversion(
+        output.as_kind, is_list=True, type_name=f"*wardle.{resource.list_kind}"
+    )
     return resource.encode_list(version, items, list_meta)

@@ -14,7 +14,7 @@ from twisted.web.iweb import IRequest
 
 from wardled import apierrors
 from wardled.api import body as request_body
-from wardled.api.respond import add_warning, header, query_arg
+from wardled.api.respond import add_warning, header, query, query_arg
 from wardled.api.scope import Scope
 from wardled.apis import field
 from wardled.apis.field import FieldError
@@ -39,7 +39,7 @@ def parse_write_options(request: IRequest, options_kind: str) -> WriteOptions:
     @param options_kind: C{CreateOptions}, C{UpdateOptions}, C{PatchOptions} or
         C{DeleteOptions}, for the 422 message.
     """
-    dry_run_values = [v.decode("utf-8", "replace") for v in request.args.get(b"dryRun", [])]
+    dry_run_values = query(request).get("dryRun", [])
     errors: list[FieldError] = []
     for value in dry_run_values:
         if value != DRY_RUN_ALL:
@@ -52,26 +52,38 @@ def parse_write_options(request: IRequest, options_kind: str) -> WriteOptions:
     return WriteOptions(dry_run=bool(dry_run_values), field_validation=validation)
 
 
-def read_request_body(request: IRequest) -> request_body.DecodedBody:
+def read_request_body(request: IRequest, expected_kind: str | None = None) -> request_body.DecodedBody:
     """
     The parsed body (JSON or YAML) of C{request}.
     """
     request.content.seek(0)
-    return request_body.read_body(request.content.read(), header(request, "content-type"))
+    return request_body.read_body(
+        request.content.read(), header(request, "content-type"), expected_kind=expected_kind
+    )
 
 
 def report_fields(
-    request: IRequest, options: WriteOptions, unknown: list[str], duplicates: list[str]
+    request: IRequest,
+    options: WriteOptions,
+    unknown: list[str],
+    duplicates: list[str],
+    strict_prefix: str = "",
 ) -> None:
     """
     Unknown and duplicate fields: ignored, sent back as warnings, or refused.
+
+    @param duplicates: the decoder's texts for duplicate fields.
+    @param strict_prefix: what Kubernetes puts before C{strict decoding
+        error:} (C{Flunder in version "v1alpha1" cannot be handled as a
+        Flunder: }).
     """
-    problems = [f'unknown field "{path}"' for path in unknown]
-    problems += [f'duplicate field "{path}"' for path in duplicates]
+    problems = list(duplicates) + [f'unknown field "{path}"' for path in unknown]
     if not problems or options.field_validation == IGNORE:
         return
     if options.field_validation == STRICT:
-        raise apierrors.bad_request("strict decoding error: " + ", ".join(problems))
+        raise apierrors.bad_request(
+            f"{strict_prefix}strict decoding error: " + ", ".join(problems)
+        )
     for problem in problems:
         add_warning(request, problem)
 
@@ -80,7 +92,14 @@ def decode_object(scope: Scope, request: IRequest, options: WriteOptions) -> dic
     """
     The request body as an internal object of C{scope}'s resource.
     """
-    parsed = read_request_body(request)
+    kind = scope.resource.kind
+    parsed = read_request_body(request, kind)
     decoded = scope.resource.decode_request(scope.version, parsed.obj)
-    report_fields(request, options, decoded.unknown_fields, parsed.duplicate_fields)
+    report_fields(
+        request,
+        options,
+        decoded.unknown_fields,
+        parsed.warnings(),
+        f'{kind} in version "{scope.version}" cannot be handled as a {kind}: ',
+    )
     return decoded.internal

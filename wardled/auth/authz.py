@@ -3,8 +3,9 @@
 Authorization for a stand-alone server (no cluster to ask).
 
 As in the reference's chain: members of C{system:masters} may do everything,
-health and version paths are open to anyone, and everything else is refused
-with the reference's wording.  Delegated authorization (SubjectAccessReview)
+health and version paths are open to anyone, authenticated users may read
+discovery and OpenAPI documents (Kubernetes' default C{system:discovery}
+role), and everything else is refused with the reference's wording.  Delegated authorization (SubjectAccessReview)
 comes in a later issue.
 """
 
@@ -17,6 +18,12 @@ from wardled.api.requestinfo import RequestInfo
 from wardled.auth.user import MASTERS, UserInfo
 
 ALWAYS_ALLOW_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+
+# What Kubernetes' default RBAC role system:discovery grants every
+# authenticated user: reading discovery and OpenAPI documents.  Without it a
+# non-admin kubectl cannot even learn what the server serves, so it could not
+# show the 403 for the resource itself.
+DISCOVERY_PATHS = ("/api", "/apis", "/openapi")
 
 
 @attrs.frozen
@@ -41,7 +48,20 @@ def authorize(user: UserInfo, info: RequestInfo) -> Decision:
         return Decision(True)
     if is_open_path(info.path):
         return Decision(True)
+    if is_discovery(user, info):
+        return Decision(True)
     return Decision(False, "no rule grants access")
+
+
+def is_discovery(user: UserInfo, info: RequestInfo) -> bool:
+    """
+    Whether C{info} is an authenticated user reading a discovery or OpenAPI
+    document (never a resource).
+    """
+    if user.is_anonymous or info.is_resource_request or info.verb != "get":
+        return False
+    path = info.path.rstrip("/")
+    return any(path == p or path.startswith(p + "/") for p in DISCOVERY_PATHS)
 
 
 def forbidden_message(user: UserInfo, info: RequestInfo) -> str:

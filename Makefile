@@ -1,0 +1,103 @@
+# wardled developer tasks.
+#
+#   make venv    .venv with wardled (editable) and the test tools
+#   make run     local etcd + certificates + twistd -n wardled on 127.0.0.1:8443
+#   make test    the whole test suite (installs etcd with apt-get if missing)
+#   make lint    ruff + mypy
+#   make clean   build output, caches and .venv; make distclean also stops the
+#                development etcd and removes .dev/
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEV := .dev
+CERTS := $(DEV)/certs
+PORT ?= 8443
+ETCD_URL := http://127.0.0.1:2379
+LINT_PATHS := wardled tests twisted/plugins
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export DEBIAN_FRONTEND := noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv run test lint clean distclean etcd-installed etcd-dev etcd-stop certs
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	@# Write twisted/plugins/dropin.cache now, as the installing user, so
+	@# twistd never tries (and fails) to write it later.
+	$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $@
+
+etcd-installed:
+	@command -v etcd >/dev/null 2>&1 || { \
+	  echo "etcd not found: installing Debian's etcd-server and etcd-client"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) apt-get install -y -q etcd-server etcd-client; \
+	}
+
+# A development etcd on 127.0.0.1:2379 (data in .dev/etcd, log in
+# .dev/etcd.log), started in its own session so it outlives `make run`;
+# reused when one is already healthy there.  `make etcd-stop` ends it.
+etcd-dev: etcd-installed
+	@mkdir -p $(DEV)
+	@if curl -fsS $(ETCD_URL)/health 2>/dev/null | grep -q '"health":"true"'; then \
+	  echo "etcd already healthy at $(ETCD_URL)"; \
+	else \
+	  echo "starting etcd at $(ETCD_URL) (data $(DEV)/etcd, log $(DEV)/etcd.log)"; \
+	  setsid etcd --name wardled-dev --data-dir $(DEV)/etcd \
+	    --listen-client-urls $(ETCD_URL) --advertise-client-urls $(ETCD_URL) \
+	    --listen-peer-urls http://127.0.0.1:2380 \
+	    --initial-advertise-peer-urls http://127.0.0.1:2380 \
+	    --initial-cluster wardled-dev=http://127.0.0.1:2380 \
+	    --logger=zap --log-outputs=stderr --log-level=warn \
+	    </dev/null >>$(DEV)/etcd.log 2>&1 & echo $$! >$(DEV)/etcd.pid; \
+	  for i in $$(seq 1 100); do \
+	    curl -fsS $(ETCD_URL)/health 2>/dev/null | grep -q '"health":"true"' && break; \
+	    kill -0 $$(cat $(DEV)/etcd.pid) 2>/dev/null || { tail -20 $(DEV)/etcd.log; exit 1; }; \
+	    sleep 0.1; \
+	  done; \
+	  curl -fsS $(ETCD_URL)/health >/dev/null || { tail -20 $(DEV)/etcd.log; exit 1; }; \
+	fi
+
+etcd-stop:
+	@if [ -f $(DEV)/etcd.pid ] && kill -0 $$(cat $(DEV)/etcd.pid) 2>/dev/null; then \
+	  kill $$(cat $(DEV)/etcd.pid) && echo "stopped etcd $$(cat $(DEV)/etcd.pid)"; \
+	fi; rm -f $(DEV)/etcd.pid
+
+certs: $(CERTS)/kubeconfig
+
+$(CERTS)/kubeconfig: | $(STAMP)
+	$(VENV)/bin/wardled-certs init $(CERTS) --server https://127.0.0.1:$(PORT)
+
+run: venv etcd-dev certs
+	@echo
+	@echo "wardled will listen on https://127.0.0.1:$(PORT) (Ctrl-C stops it; etcd keeps running)."
+	@echo "Try, from another shell:"
+	@echo "  curl --cacert $(CURDIR)/$(CERTS)/ca.crt --cert $(CURDIR)/$(CERTS)/client.crt --key $(CURDIR)/$(CERTS)/client.key https://127.0.0.1:$(PORT)/apis/wardle.example.com/v1alpha1/namespaces/default/flunders"
+	@echo "  kubectl --kubeconfig $(CURDIR)/$(CERTS)/kubeconfig get --raw /apis/wardle.example.com/v1alpha1"
+	@echo
+	exec $(VENV)/bin/twistd -n --pidfile= wardled \
+	  --secure-port $(PORT) --bind-address 127.0.0.1 \
+	  --etcd-servers $(ETCD_URL) \
+	  --tls-cert-file $(CERTS)/server.crt --tls-private-key-file $(CERTS)/server.key \
+	  --client-ca-file $(CERTS)/ca.crt
+
+test: venv etcd-installed
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
+
+clean:
+	rm -rf build dist *.egg-info $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -f twisted/plugins/dropin.cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: etcd-stop clean
+	rm -rf $(DEV) apiserver.local.config

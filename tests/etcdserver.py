@@ -1,0 +1,303 @@
+# -*- test-case-name: tests.test_storage_etcd -*-
+"""
+A real etcd for tests: start one on free loopback ports, wait until it is
+healthy, stop it and remove its data.
+
+Tests of the etcd storage driver (and anything above it that wants a real
+store) run against Debian's C{/usr/bin/etcd} rather than a fake, so the
+gateway's JSON shapes, compaction and restarts are etcd's own. Everything here
+blocks; call it from test set-up (C{setUpClass}), never from reactor code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import attrs
+
+ETCD_PATH = "/usr/bin/etcd"
+READY_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+_POLL_INTERVAL = 0.05
+_SHM = "/dev/shm"
+
+
+class EtcdNotInstalled(RuntimeError):
+    """
+    No etcd binary was found.
+    """
+
+
+class EtcdStartError(RuntimeError):
+    """
+    etcd exited or did not become healthy in time; the message holds its log.
+    """
+
+
+def etcd_binary() -> str:
+    """
+    Find the etcd server binary.
+
+    @return: the path of C{/usr/bin/etcd}, or of C{etcd} on C{PATH}.
+    @raise EtcdNotInstalled: neither exists.
+    """
+    if os.access(ETCD_PATH, os.X_OK):
+        return ETCD_PATH
+    found = shutil.which("etcd")
+    if found is None:
+        raise EtcdNotInstalled(
+            f"etcd is not installed: no executable {ETCD_PATH} and no etcd on "
+            "PATH (Debian: apt-get install etcd-server)"
+        )
+    return found
+
+
+def _free_ports(count: int) -> list[int]:
+    """
+    Ask the kernel for C{count} distinct free TCP ports on 127.0.0.1.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _clean_environment() -> dict[str, str]:
+    """
+    The current environment without C{ETCD_*} variables, which etcd would
+    read as flags.
+    """
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.upper().startswith("ETCD_")
+    }
+
+
+@attrs.frozen
+class EtcdTLS:
+    """
+    PEM files for an etcd that serves HTTPS and requires client certificates.
+
+    @ivar ca_file: the CA that signed the serving certificate and that client
+        certificates must chain to.
+    @ivar cert_file: etcd's serving certificate (valid for 127.0.0.1).
+    @ivar key_file: its private key.
+    @ivar client_cert_file: a client certificate (used by the health probe).
+    @ivar client_key_file: its private key.
+    """
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    client_cert_file: str
+    client_key_file: str
+
+    def flags(self) -> list[str]:
+        return [
+            f"--cert-file={self.cert_file}",
+            f"--key-file={self.key_file}",
+            f"--trusted-ca-file={self.ca_file}",
+            "--client-cert-auth",
+        ]
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        context.load_cert_chain(self.client_cert_file, self.client_key_file)
+        return context
+
+
+def _is_healthy(url: str, tls: EtcdTLS | None = None) -> bool:
+    """
+    Whether C{GET url/health} answers C{"health": "true"} right now.
+    """
+    context = None if tls is None else tls.context()
+    try:
+        with urllib.request.urlopen(
+            url + "/health", timeout=1.0, context=context
+        ) as response:
+            body = json.loads(response.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("health") == "true"
+
+
+class EtcdServer:
+    """
+    One running single-member etcd listening only on 127.0.0.1.
+
+    @ivar url: the client URL, e.g. C{"http://127.0.0.1:23791"} (C{https}
+        when started with L{EtcdTLS}).
+    @ivar client_port: the client (and JSON gateway) port.
+    @ivar peer_port: the raft peer port.
+    @ivar data_dir: etcd's data directory (removed by L{stop}).
+    """
+
+    def __init__(
+        self,
+        base_dir: str,
+        client_port: int,
+        peer_port: int,
+        tls: EtcdTLS | None = None,
+    ) -> None:
+        self._base_dir = base_dir
+        self.client_port = client_port
+        self.peer_port = peer_port
+        self.tls = tls
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{client_port}"
+        self.data_dir = os.path.join(base_dir, "data")
+        self._log_path = os.path.join(base_dir, "etcd.log")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(
+        cls, base_dir: str | None = None, *, tls: EtcdTLS | None = None
+    ) -> EtcdServer:
+        """
+        Start etcd on free ports with a fresh data directory and wait until
+        it is healthy.
+
+        @param base_dir: where to create the temporary directory holding the
+            data directory and the log; default C{/dev/shm} (no fsync cost)
+            when available, else the system temporary directory.
+        @param tls: serve HTTPS with these files and require client
+            certificates.
+        @raise EtcdNotInstalled: there is no etcd.
+        @raise EtcdStartError: etcd did not become healthy within
+            L{READY_TIMEOUT} seconds.
+        """
+        binary = etcd_binary()
+        if base_dir is None and os.access(_SHM, os.W_OK):
+            base_dir = _SHM
+        own_dir = tempfile.mkdtemp(prefix="wardled-etcd-", dir=base_dir)
+        client_port, peer_port = _free_ports(2)
+        server = cls(own_dir, client_port, peer_port, tls)
+        try:
+            server._launch(binary)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _command(self, binary: str) -> list[str]:
+        peer_url = f"http://127.0.0.1:{self.peer_port}"
+        return [
+            binary,
+            "--name=wardled-test",
+            f"--data-dir={self.data_dir}",
+            f"--listen-client-urls={self.url}",
+            f"--advertise-client-urls={self.url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=wardled-test={peer_url}",
+            "--logger=zap",
+            "--log-outputs=stderr",
+            "--log-level=warn",
+            "--experimental-watch-progress-notify-interval=1s",
+            *([] if self.tls is None else self.tls.flags()),
+        ]
+
+    def _launch(self, binary: str) -> None:
+        """
+        Run etcd and block until it is healthy.
+        """
+        with open(self._log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                self._command(binary),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_clean_environment(),
+                close_fds=True,
+            )
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EtcdStartError(
+                    f"etcd exited with {self._process.returncode} before "
+                    f"becoming healthy at {self.url}; log:\n{self.log()}"
+                )
+            if _is_healthy(self.url, self.tls):
+                return
+            time.sleep(_POLL_INTERVAL)
+        raise EtcdStartError(
+            f"etcd at {self.url} not healthy after {READY_TIMEOUT:g}s; "
+            f"log:\n{self.log()}"
+        )
+
+    def log(self) -> str:
+        """
+        Everything etcd has logged so far (its stderr).
+        """
+        try:
+            with open(self._log_path, "rb") as log:
+                return log.read().decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+    @property
+    def running(self) -> bool:
+        """
+        Whether the etcd process is alive.
+        """
+        return self._process is not None and self._process.poll() is None
+
+    def _end(self, sig: int) -> None:
+        """
+        Send C{sig} to etcd (if it runs) and reap it.
+        """
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def kill(self) -> None:
+        """
+        SIGKILL etcd (a crash); the data directory stays for L{restart}.
+        """
+        self._end(signal.SIGKILL)
+
+    def restart(self) -> None:
+        """
+        Stop etcd if it runs and start it again on the same ports with the
+        same data; block until it is healthy.
+        """
+        self._end(signal.SIGTERM)
+        self._launch(etcd_binary())
+
+    def stop(self) -> None:
+        """
+        Terminate etcd, wait for it and remove its directory; idempotent.
+        """
+        self._end(signal.SIGTERM)
+        shutil.rmtree(self._base_dir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"<EtcdServer {self.url} data_dir={self.data_dir!r}>"

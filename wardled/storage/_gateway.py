@@ -1,0 +1,503 @@
+# -*- test-case-name: tests.test_storage_etcd -*-
+"""
+The low-level client of etcd's v3 JSON gateway (C{/v3/...} on the client port).
+
+L{EtcdStorage<wardled.storage.etcd.EtcdStorage>} speaks etcd semantics; this
+module only moves JSON: it encodes keys and values (base64), posts a request
+to the first etcd that answers (simple failover), bounds every request by a
+timeout on the injected clock, parses the answer once and turns transport
+trouble into L{Unavailable}. It also frames the watch stream (one JSON object
+per line) and builds the TLS policy for C{https} servers.
+
+Gateway JSON quirks handled here: int64 fields are strings, proto3 leaves out
+fields holding their default (C{false}, C{0}, empty), so every field is read
+with a default.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL.crypto import X509
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    DNSLookupError,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.ssl import (
+    Certificate,
+    optionsForClientTLS,
+    platformTrust,
+    trustRootFromCertificates,
+)
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseNeverReceived,
+)
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
+from zope.interface import implementer
+
+from .interfaces import DELETE, PUT, Event, KeyValue, Unavailable
+
+if TYPE_CHECKING:
+    from treq.client import HTTPClient
+    from twisted.internet.interfaces import (
+        IConsumer,
+        IOpenSSLClientConnectionCreator,
+        IReactorTime,
+    )
+    from twisted.web.client import HTTPConnectionPool
+
+_T = TypeVar("_T")
+JSON = dict[str, Any]
+
+
+# -- encoding ---------------------------------------------------------------
+
+
+def key_bytes(key: str) -> bytes:
+    """
+    A key as etcd stores it (UTF-8, lossless for keys read back from etcd).
+    """
+    return key.encode("utf-8", "surrogateescape")
+
+
+def b64(data: bytes) -> str:
+    """
+    Base64 text for a gateway C{bytes} field.
+    """
+    return base64.b64encode(data).decode("ascii")
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """
+    The smallest key greater than every key starting with C{prefix}: etcd's
+    C{range_end} for a prefix read (C{b"\\0"}, meaning "all keys", for the
+    empty prefix).
+    """
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\0"
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def number(message: JSON, field: str) -> int:
+    """
+    An int64 field of a gateway message (a string, or absent when 0).
+    """
+    return int(message.get(field, 0))
+
+
+def header_revision(reply: JSON) -> int:
+    """
+    The store revision in a reply's C{header}.
+    """
+    header = reply.get("header", {})
+    return number(header, "revision")
+
+
+def parse_kv(message: JSON) -> KeyValue:
+    """
+    A L{KeyValue} from a gateway C{mvccpb.KeyValue}.
+    """
+    return KeyValue(
+        key=base64.b64decode(message.get("key", "")).decode("utf-8", "surrogateescape"),
+        value=base64.b64decode(message.get("value", "")),
+        create_revision=number(message, "create_revision"),
+        mod_revision=number(message, "mod_revision"),
+    )
+
+
+def parse_event(message: JSON) -> Event:
+    """
+    An L{Event} from a gateway C{mvccpb.Event} (PUT events carry no C{type}).
+    """
+    kind = message.get("type", PUT)
+    if kind not in (PUT, DELETE):
+        raise ValueError(f"unknown etcd event type {kind!r}")
+    prev = message.get("prev_kv")
+    return Event(
+        type=kind,
+        kv=parse_kv(message["kv"]),
+        prev_kv=None if prev is None else parse_kv(prev),
+    )
+
+
+# -- errors -----------------------------------------------------------------
+
+
+class GatewayError(Exception):
+    """
+    etcd answered with an error status and a gateway error body.
+
+    @ivar server: the etcd URL that answered.
+    @ivar status: the HTTP status.
+    @ivar message: the gateway's C{error}/C{message} text (or the raw body).
+    @ivar body: the parsed body when it was JSON.
+    """
+
+    def __init__(self, server: str, status: int, message: str, body: JSON) -> None:
+        super().__init__(f"etcd at {server} answered {status}: {message}")
+        self.server = server
+        self.status = status
+        self.message = message
+        self.body = body
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _cancelled(error: Exception) -> bool:
+    """
+    Whether C{error} is, or wraps, a cancellation (ours or the caller's).
+    """
+    if isinstance(error, (CancelledError, ConnectingCancelledError)):
+        return True
+    reasons = getattr(error, "reasons", ())
+    return any(reason.check(CancelledError) for reason in reasons)
+
+
+# -- HTTP plumbing ----------------------------------------------------------
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """
+    A request body already in memory, written in one go (no cooperator, so
+    no hidden use of the global reactor): the C{data_to_body_producer} of
+    our treq clients.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _BodyReader(Protocol):
+    """
+    Read a whole response body; cancelling L{finished} drops the connection.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self.finished: Deferred[bytes] = Deferred(self._abort)
+
+    def _abort(self, _: Deferred[bytes]) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(b"".join(self._chunks))
+        else:
+            self.finished.errback(reason)
+
+
+class JSONLines(Protocol):
+    """
+    The body of a streaming gateway response: one JSON object per line.
+
+    @ivar on_message: called with each parsed object; may call L{abort}.
+    @ivar on_end: called once with the reason the stream ended.
+    """
+
+    def __init__(
+        self, on_message: Callable[[JSON], None], on_end: Callable[[Failure], None]
+    ) -> None:
+        self.on_message = on_message
+        self.on_end = on_end
+        self._buffer = b""
+        self._aborted = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while not self._aborted and b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self.abort()
+                return
+            self.on_message(message)
+
+    def abort(self) -> None:
+        """
+        Close the stream (and its connection); no more messages are passed on.
+        """
+        self._aborted = True
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._aborted = True
+        self.on_end(reason)
+
+
+@implementer(IPolicyForHTTPS)
+class ClientTLSPolicy:
+    """
+    Verify etcd against a trust root and, for mutual TLS, present a client
+    certificate.
+
+    @param client_options: C{CertificateOptions} arguments holding the client
+        certificate, its chain and key as C{cryptography} objects (the form
+        that does not make pyOpenSSL warn), or nothing.
+    """
+
+    def __init__(self, trust_root: Any, client_options: dict[str, Any]) -> None:
+        self._trust_root = trust_root
+        self._client_options = client_options
+
+    def creatorForNetloc(
+        self, hostname: bytes, port: int
+    ) -> IOpenSSLClientConnectionCreator:
+        return optionsForClientTLS(
+            hostname.decode("ascii"),
+            trustRoot=self._trust_root,
+            extraCertificateOptions=dict(self._client_options),
+        )
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as source:
+        return source.read()
+
+
+def tls_policy(
+    ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> ClientTLSPolicy:
+    """
+    Build the TLS policy for C{https} etcd URLs from PEM files.
+
+    Reads the files now (at start-up, before the reactor serves anything).
+
+    @param ca_file: CA bundle to verify etcd with; None: the platform's.
+    @param cert_file: client certificate (with its chain) for mutual TLS.
+    @param key_file: the client certificate's private key.
+    """
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("etcd client TLS needs both a certificate and a key file")
+    trust_root: Any = platformTrust()
+    if ca_file is not None:
+        authorities = x509.load_pem_x509_certificates(_read(ca_file))
+        trust_root = trustRootFromCertificates(
+            [Certificate(X509.from_cryptography(ca)) for ca in authorities]
+        )
+    client_options: dict[str, Any] = {}
+    if cert_file is not None and key_file is not None:
+        chain = x509.load_pem_x509_certificates(_read(cert_file))
+        client_options = {
+            "certificate": chain[0],
+            "extraCertChain": chain[1:],
+            "privateKey": serialization.load_pem_private_key(_read(key_file), None),
+        }
+    return ClientTLSPolicy(trust_root, client_options)
+
+
+# -- the client -------------------------------------------------------------
+
+
+class Gateway:
+    """
+    Post JSON to the first of several etcd servers that answers.
+
+    A server that refuses the connection (or, for reads, drops it before
+    answering) is skipped and the next one tried; the one that answered is
+    tried first next time. Each call, all attempts included, is bounded by
+    C{request_timeout}.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        servers: Sequence[str],
+        http: HTTPClient,
+        stream_http: HTTPClient,
+        request_timeout: float,
+        pools: Sequence[HTTPConnectionPool] = (),
+    ) -> None:
+        if not servers:
+            raise ValueError("at least one etcd server URL is needed")
+        self._clock = clock
+        self._servers = [server.rstrip("/") for server in servers]
+        self._http = http
+        self._stream_http = stream_http
+        self._timeout = request_timeout
+        self._pools = pools
+        self._current = 0
+
+    @property
+    def server(self) -> str:
+        """
+        The server tried first (the last one that answered).
+        """
+        return self._servers[self._current]
+
+    def request(
+        self, method: str, path: str, body: JSON | None = None, idempotent: bool = False
+    ) -> Deferred[JSON]:
+        """
+        Send a request and parse its JSON answer.
+
+        @return: the answer object on HTTP 200.
+        @raise GatewayError: etcd answered an error status with a body.
+        @raise Unavailable: no server answered in time, or the answer was
+            not JSON.
+        """
+        return Deferred.fromCoroutine(self._request(method, path, body, idempotent))
+
+    async def _request(
+        self, method: str, path: str, body: JSON | None, idempotent: bool
+    ) -> JSON:
+        deadline = self._clock.seconds() + self._timeout
+        server, response = await self._send(
+            method, path, body, idempotent, True, deadline
+        )
+        reader = _BodyReader()
+        response.deliverBody(reader)
+        raw = await self._within(reader.finished, deadline, server, path)
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            reply = None
+        if response.code == 200 and isinstance(reply, dict):
+            return reply
+        if isinstance(reply, dict):
+            message = reply.get("error") or reply.get("message") or raw.decode()
+            raise GatewayError(server, response.code, _one_line(message), reply)
+        raise Unavailable(
+            f"etcd at {server} answered {response.code} to {path} with "
+            f"non-JSON: {_one_line(raw[:200].decode('utf-8', 'replace'))}"
+        )
+
+    def open_stream(self, path: str, body: JSON) -> Deferred[tuple[str, IResponse]]:
+        """
+        Post a streaming request (a watch) on its own connection.
+
+        @return: the server that answered and its response, whose body the
+            caller reads (see L{JSONLines}).
+        """
+
+        async def opening() -> tuple[str, IResponse]:
+            deadline = self._clock.seconds() + self._timeout
+            return await self._send("POST", path, body, True, False, deadline)
+
+        return Deferred.fromCoroutine(opening())
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: JSON | None,
+        idempotent: bool,
+        persistent: bool,
+        deadline: float,
+    ) -> tuple[str, IResponse]:
+        http = self._http if persistent else self._stream_http
+        payload: dict[str, Any] = {} if body is None else {"json": body}
+        failures: list[str] = []
+        count = len(self._servers)
+        for index in [(self._current + step) % count for step in range(count)]:
+            server = self._servers[index]
+            sending = http.request(method, server + path, unbuffered=True, **payload)
+            try:
+                response = await self._within(sending, deadline, server, path)
+            except Unavailable:
+                raise
+            except Exception as error:
+                if _cancelled(error):
+                    raise
+                if not _may_retry(error, idempotent):
+                    raise Unavailable(
+                        f"etcd at {server}: {path} failed: {_reason(error)}"
+                    ) from None
+                failures.append(f"{server}: {_reason(error)}")
+                continue
+            self._current = index
+            return server, response
+        raise Unavailable("cannot reach etcd: " + "; ".join(failures))
+
+    async def _within(
+        self, waiting: Deferred[_T], deadline: float, server: str, path: str
+    ) -> _T:
+        """
+        Wait for C{waiting} until C{deadline}; cancel it and raise
+        L{Unavailable} after that.
+        """
+        expired = []
+
+        def expire() -> None:
+            expired.append(True)
+            waiting.cancel()
+
+        remaining = max(deadline - self._clock.seconds(), 0.0)
+        timer = self._clock.callLater(remaining, expire)
+        try:
+            return await waiting
+        except Exception:
+            if expired:
+                raise Unavailable(
+                    f"etcd at {server}: no answer to {path} within {self._timeout:g}s"
+                ) from None
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    def close(self) -> Deferred[None]:
+        """
+        Close the pooled connections.
+        """
+        closing = [pool.closeCachedConnections() for pool in self._pools]
+        return gatherResults(closing).addCallback(lambda _: None)
+
+
+def _may_retry(error: Exception, idempotent: bool) -> bool:
+    """
+    Whether a failed attempt may be repeated on the next server: the request
+    never reached etcd, or it is a read.
+    """
+    if isinstance(error, (ConnectError, DNSLookupError, RequestTransmissionFailed)):
+        return True
+    return idempotent and isinstance(error, ResponseNeverReceived)
+
+
+def _reason(error: Exception) -> str:
+    """
+    A one-line reason for a transport failure.
+    """
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        return "; ".join(_one_line(reason.getErrorMessage()) for reason in reasons)
+    return _one_line(error) or type(error).__name__

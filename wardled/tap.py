@@ -1,0 +1,423 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The C{twistd wardled} command line.
+
+L{Options} takes the reference server's flag names (C{--secure-port},
+C{--etcd-servers}, C{--client-ca-file}, ...) and checks everything that can
+be checked before the reactor runs: values, readable files, a certificate
+that matches its key.  L{makeService} then checks that etcd answers and
+hands a L{WardledConfig} to L{wardled.server.make_service}.
+
+Every mistake ends the process with one line on stderr (C{wardled: error:
+...}) and a non-zero status, never a traceback or the whole usage text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import ClassVar
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from wardled import tls
+from wardled.config import DEFAULT_CERT_DIR, DEFAULT_ETCD_PREFIX, WardledConfig
+
+PROGRAM = "wardled"
+KNOWN_ADMISSION_PLUGINS = frozenset({"BanFlunder"})
+ETCD_HEALTH_TIMEOUT = 3.0
+
+# (flag, WardledConfig field) of every option naming a file to read.
+_FILE_FLAGS = (
+    ("tls-cert-file", "tls_cert_file"),
+    ("tls-private-key-file", "tls_private_key_file"),
+    ("client-ca-file", "client_ca_file"),
+    ("etcd-cafile", "etcd_cafile"),
+    ("etcd-certfile", "etcd_certfile"),
+    ("etcd-keyfile", "etcd_keyfile"),
+)
+
+
+def fail(message: str) -> SystemExit:
+    """
+    The exception that ends the process with C{wardled: error: message}.
+    """
+    return SystemExit(f"{PROGRAM}: error: {message}")
+
+
+def _split_list(value: str) -> list[str]:
+    return [each.strip() for each in value.split(",") if each.strip()]
+
+
+def parse_port(value: str) -> int:
+    """
+    Parse C{--secure-port}.
+
+    @raise usage.UsageError: not an integer in 1..65535.
+    """
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise usage.UsageError(
+            f"invalid --secure-port {value!r}: must be an integer in 1..65535"
+        )
+    return port
+
+
+def parse_bind_address(value: str) -> str:
+    """
+    Parse C{--bind-address}: an IPv4 or IPv6 address.
+
+    @raise usage.UsageError: not an IP address.
+    """
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise usage.UsageError(
+            f"invalid --bind-address {value!r}: not an IP address"
+        ) from None
+
+
+def _is_http_url(value: str) -> bool:
+    parsed = urllib.parse.urlsplit(value)
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
+
+
+def parse_etcd_servers(value: str | None) -> tuple[str, ...]:
+    """
+    Parse C{--etcd-servers}: a comma-separated list of http(s) URLs.
+
+    @raise usage.UsageError: empty, or an entry is not an http(s) URL with a
+        host.
+    """
+    servers = _split_list(value or "")
+    if not servers:
+        raise usage.UsageError("--etcd-servers must be specified")
+    for server in servers:
+        if not _is_http_url(server):
+            raise usage.UsageError(
+                f"invalid --etcd-servers entry {server!r}: "
+                "want http://host:port or https://host:port"
+            )
+    return tuple(server.rstrip("/") for server in servers)
+
+
+def parse_admission_plugins(names: Sequence[str]) -> frozenset[str]:
+    """
+    Check C{--disable-admission-plugins} names against the known plugins.
+
+    @raise usage.UsageError: a name is unknown (worded like the reference).
+    """
+    for name in names:
+        if name not in KNOWN_ADMISSION_PLUGINS:
+            raise usage.UsageError(
+                f'disable-admission-plugins plugin "{name}" is unknown'
+            )
+    return frozenset(names)
+
+
+def check_readable(flag: str, path: str) -> None:
+    """
+    Check that the file given to C{--flag} can be read.
+
+    @raise usage.UsageError: it cannot, with the operating system's reason.
+    """
+    try:
+        with open(path, "rb") as source:
+            source.read(1)
+    except OSError as error:
+        raise usage.UsageError(
+            f"cannot read --{flag} {path}: {error.strerror or error}"
+        ) from None
+
+
+def etcd_ssl_context(config: WardledConfig) -> ssl.SSLContext:
+    """
+    The client TLS settings for https etcd servers: C{--etcd-cafile} (or
+    the system's CAs) and the C{--etcd-certfile}/C{--etcd-keyfile} pair.
+
+    @raise ssl.SSLError: a file is malformed or the key does not match.
+    @raise OSError: a file cannot be read.
+    """
+    context = ssl.create_default_context(cafile=config.etcd_cafile)
+    if config.etcd_certfile and config.etcd_keyfile:
+        context.load_cert_chain(config.etcd_certfile, config.etcd_keyfile)
+    return context
+
+
+def _check_tls_files(config: WardledConfig) -> None:
+    """
+    Check that the serving pair, the client CA and the etcd TLS files are
+    usable.
+
+    @raise usage.UsageError: one is not, naming the flag.
+    """
+    try:
+        if config.tls_cert_file and config.tls_private_key_file:
+            tls.server_tls_options(
+                config.tls_cert_file,
+                config.tls_private_key_file,
+                config.client_ca_file,
+            )
+        elif config.client_ca_file:
+            tls.load_certificates(config.client_ca_file)
+    except tls.TLSConfigError as error:
+        raise usage.UsageError(
+            f"--tls-cert-file/--tls-private-key-file/--client-ca-file: {error}"
+        ) from None
+    if any((config.etcd_cafile, config.etcd_certfile)):
+        try:
+            etcd_ssl_context(config)
+        except (ssl.SSLError, OSError, ValueError) as error:
+            raise usage.UsageError(
+                f"--etcd-cafile/--etcd-certfile/--etcd-keyfile: {error}"
+            ) from None
+
+
+def _check_pairs(config: WardledConfig) -> None:
+    pairs = (
+        ("tls-cert-file", "tls-private-key-file"),
+        ("etcd-certfile", "etcd-keyfile"),
+    )
+    for first, second in pairs:
+        given = [
+            bool(getattr(config, flag.replace("-", "_")))
+            for flag in (first, second)
+        ]
+        if any(given) and not all(given):
+            raise usage.UsageError(f"--{first} and --{second} must be given together")
+
+
+_ETCD_SERVERS_HELP = (
+    "Comma-separated etcd client URLs, e.g. http://127.0.0.1:2379 (required)."
+)
+_TLS_CERT_HELP = (
+    "Serving certificate (PEM, chain after it). Without it a self-signed "
+    "pair is made in --cert-dir."
+)
+_CLIENT_CA_HELP = (
+    "CA bundle for client certificates; enables x509 client authentication "
+    "(user = CN, groups = O)."
+)
+_CERT_DIR_HELP = (
+    "Where the self-signed apiserver.crt/apiserver.key are kept (ignored "
+    "with --tls-cert-file)."
+)
+
+
+class Options(usage.Options):
+    """
+    C{twistd wardled} options; after parsing, L{config} holds them as a
+    L{WardledConfig}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve the wardle.example.com API (Flunders and Fischers) over HTTPS, "
+        "storing objects in etcd. Clients authenticate with x509 client "
+        "certificates signed by --client-ca-file (user = CN, groups = O)."
+    )
+
+    optParameters: ClassVar[list[list[str | None]]] = [
+        ["secure-port", None, "8443", "HTTPS port (1-65535)."],
+        ["bind-address", None, "0.0.0.0", "IP address to listen on."],
+        ["etcd-servers", None, None, _ETCD_SERVERS_HELP],
+        ["etcd-prefix", None, DEFAULT_ETCD_PREFIX, "Key prefix for objects in etcd."],
+        ["etcd-cafile", None, None, "CA bundle that signs https etcd servers."],
+        ["etcd-certfile", None, None, "Client certificate for etcd (PEM)."],
+        ["etcd-keyfile", None, None, "Key of --etcd-certfile (PEM)."],
+        ["tls-cert-file", None, None, _TLS_CERT_HELP],
+        ["tls-private-key-file", None, None, "Key of --tls-cert-file (PEM)."],
+        ["client-ca-file", None, None, _CLIENT_CA_HELP],
+        ["cert-dir", None, DEFAULT_CERT_DIR, _CERT_DIR_HELP],
+    ]
+
+    optFlags: ClassVar[list[list[str | None]]] = [
+        ["disable-http2-serving", None, "Offer only HTTP/1.1 (no h2 over ALPN)."],
+        ["access-log", None, "Log one line per request."],
+    ]
+
+    config: WardledConfig
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.disabled_admission_plugins: list[str] = []
+
+    def opt_disable_admission_plugins(self, value: str) -> None:
+        """
+        Comma-separated admission plugins to turn off (known: BanFlunder).
+        """
+        self.disabled_admission_plugins.extend(_split_list(value))
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse the command line; a mistake ends the process with one line.
+
+        @raise SystemExit: C{--help} (status 0) or a bad flag or value.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as error:
+            raise fail(str(error)) from None
+
+    def postOptions(self) -> None:
+        """
+        Check every value and file and build L{config}.
+
+        @raise usage.UsageError: something is wrong.
+        """
+        for flag, _ in _FILE_FLAGS:
+            if self[flag] is not None:
+                check_readable(flag, self[flag])
+        self.config = WardledConfig(
+            secure_port=parse_port(self["secure-port"]),
+            bind_address=parse_bind_address(self["bind-address"]),
+            etcd_servers=parse_etcd_servers(self["etcd-servers"]),
+            etcd_prefix=self["etcd-prefix"],
+            etcd_cafile=self["etcd-cafile"],
+            etcd_certfile=self["etcd-certfile"],
+            etcd_keyfile=self["etcd-keyfile"],
+            tls_cert_file=self["tls-cert-file"],
+            tls_private_key_file=self["tls-private-key-file"],
+            client_ca_file=self["client-ca-file"],
+            cert_dir=self["cert-dir"],
+            disable_admission_plugins=parse_admission_plugins(
+                self.disabled_admission_plugins
+            ),
+            http2=not self["disable-http2-serving"],
+            access_log=bool(self["access-log"]),
+        )
+        _check_pairs(self.config)
+        _check_tls_files(self.config)
+
+
+def _looks_like_etcd_health(body: bytes) -> bool:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and "health" in document
+
+
+def _etcd_answer(server: str, context: ssl.SSLContext | None) -> str | None:
+    """
+    Ask C{server}'s C{/health} (directly, ignoring any proxy settings).
+
+    @return: C{None} if etcd answered (healthy or not: a member without a
+        leader answers 503 and may recover), else why not.
+    """
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        with opener.open(server + "/health", timeout=ETCD_HEALTH_TIMEOUT) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+    except urllib.error.URLError as error:
+        reason = error.reason
+        return str(getattr(reason, "strerror", None) or reason)
+    except (OSError, ValueError) as error:
+        return str(getattr(error, "strerror", None) or error)
+    if _looks_like_etcd_health(body):
+        return None
+    return f"not an etcd server (HTTP {status} to GET /health)"
+
+
+def check_etcd_reachable(config: WardledConfig) -> None:
+    """
+    Check, blocking for at most L{ETCD_HEALTH_TIMEOUT} seconds per server,
+    that at least one etcd server answers C{GET /health}.
+
+    Runs in L{makeService}, before the reactor starts.
+
+    @raise SystemExit: none answered; the line names each server and why.
+    """
+    context = None
+    if any(server.startswith("https:") for server in config.etcd_servers):
+        context = etcd_ssl_context(config)
+    reasons = []
+    for server in config.etcd_servers:
+        reason = _etcd_answer(server, context)
+        if reason is None:
+            return
+        reasons.append(f"{server}: {reason}")
+    raise fail(f"cannot reach etcd (--etcd-servers): {'; '.join(reasons)}")
+
+
+def check_can_listen(config: WardledConfig) -> None:
+    """
+    Check that C{--bind-address}:C{--secure-port} can be listened on (not
+    taken, allowed, an address of this host) by binding it once, the way
+    Twisted will (with C{SO_REUSEADDR}), before the reactor starts.
+
+    @raise SystemExit: it cannot; the line says why.
+    """
+    family = socket.AF_INET6 if ":" in config.bind_address else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((config.bind_address, config.secure_port))
+        probe.listen(1)
+    except OSError as error:
+        host = config.bind_address
+        where = f"[{host}]" if family == socket.AF_INET6 else host
+        raise fail(
+            f"cannot listen on {where}:{config.secure_port}: "
+            f"{error.strerror or error}"
+        ) from None
+    finally:
+        probe.close()
+
+
+def _ensure_serving_cert(config: WardledConfig) -> None:
+    """
+    Make the self-signed serving pair now when no C{--tls-cert-file} is
+    given, so a bad C{--cert-dir} is reported in one line.
+    """
+    if config.tls_cert_file:
+        return
+    try:
+        tls.ensure_self_signed_cert(config.cert_dir, config.bind_address)
+    except OSError as error:
+        raise fail(
+            f"cannot create a self-signed certificate in --cert-dir "
+            f"{config.cert_dir}: {error.strerror or error}"
+        ) from None
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the wardled service from parsed L{Options} (the twistd plugin's
+    entry point).
+
+    @raise SystemExit: the port cannot be listened on, etcd does not
+        answer, or the certificates cannot be set up.
+    """
+    config = options.config
+    check_can_listen(config)
+    check_etcd_reachable(config)
+    _ensure_serving_cert(config)
+    from twisted.internet import reactor
+
+    from wardled.server import make_service
+
+    try:
+        return make_service(config, reactor)
+    except tls.TLSConfigError as error:
+        raise fail(str(error)) from None
+

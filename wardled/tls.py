@@ -1,0 +1,331 @@
+# -*- test-case-name: tests.test_tls -*-
+"""
+HTTPS with optional x509 client-certificate authentication.
+
+Twisted's C{ssl:} endpoint strings cannot ask for client certificates, so
+wardled listens on a plain TCP endpoint and wraps its L{Site} in
+L{TLSMemoryBIOFactory} with L{CertificateOptions} that request (but do not
+require) a client certificate chained to C{--client-ca-file}.  A certificate
+from another CA fails the handshake; no certificate at all is fine, and the
+request is then authenticated some other way or is anonymous.
+
+L{client_certificate_identity} reads the verified certificate's CN (user)
+and O values (groups) from a request over HTTP/1.1 or HTTP/2; it is the one
+place that knows where the TLS transport hides under each protocol.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorTCP, IStreamServerEndpoint
+from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web.server import Site
+
+from wardled import certs
+from wardled.config import WardledConfig
+
+log = Logger()
+
+SELF_SIGNED_CERT_NAME = "apiserver.crt"
+SELF_SIGNED_KEY_NAME = "apiserver.key"
+HTTP11_ONLY = [b"http/1.1"]
+
+Identity = tuple[str, tuple[str, ...]]
+
+# Where a TLS protocol object caches its peer's identity (see
+# client_certificate_identity); _NO_IDENTITY marks "looked, none".
+_IDENTITY_ATTRIBUTE = "_wardled_client_identity"
+_NO_IDENTITY = ("", ())
+
+
+class TLSConfigError(ValueError):
+    """
+    A certificate, key or CA file cannot be used; the message says which
+    file and why, in one line.
+    """
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as source:
+            return source.read()
+    except OSError as error:
+        raise TLSConfigError(
+            f"cannot read {path}: {error.strerror or error}"
+        ) from error
+
+
+def load_certificates(path: str) -> list[x509.Certificate]:
+    """
+    Read every PEM certificate in C{path}, in order.
+
+    @raise TLSConfigError: the file cannot be read or holds no certificate.
+    """
+    data = _read(path)
+    try:
+        found = x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        raise TLSConfigError(f"{path} holds no PEM certificate: {error}") from error
+    return found
+
+
+def load_private_key(path: str) -> Any:
+    """
+    Read an unencrypted PEM private key.
+
+    @raise TLSConfigError: the file cannot be read or holds no usable key.
+    """
+    data = _read(path)
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as error:
+        raise TLSConfigError(
+            f"{path} holds no unencrypted PEM private key: {error}"
+        ) from error
+
+
+def _public_der(public_key: Any) -> bytes:
+    return bytes(
+        public_key.public_bytes(
+            serialization.Encoding.DER,
+            serialization.PublicFormat.SubjectPublicKeyInfo,
+        )
+    )
+
+
+def server_tls_options(
+    cert_file: str, key_file: str, client_ca_file: str | None
+) -> CertificateOptions:
+    """
+    Build the server's TLS settings.
+
+    TLS 1.2 is the minimum.  ALPN (h2, http/1.1) comes from the wrapped
+    L{Site}, not from here.
+
+    @param cert_file: the serving certificate in PEM, optionally followed by
+        its chain.
+    @param key_file: the serving certificate's private key in PEM.
+    @param client_ca_file: PEM CA certificates that sign client
+        certificates; when C{None} no client certificate is requested.
+    @return: options for L{TLSMemoryBIOFactory}.
+    @raise TLSConfigError: a file is unreadable or malformed, or the key does
+        not belong to the certificate.
+    """
+    chain = load_certificates(cert_file)
+    key = load_private_key(key_file)
+    if _public_der(chain[0].public_key()) != _public_der(key.public_key()):
+        raise TLSConfigError(
+            f"private key {key_file} does not match certificate {cert_file}"
+        )
+    authorities = [] if client_ca_file is None else load_certificates(client_ca_file)
+    # Twisted's annotations still say pyOpenSSL X509, but pyOpenSSL takes
+    # cryptography objects directly (and warns about X509 ones).  caCerts
+    # must stay pyOpenSSL X509: X509Store.add_cert rejects anything else.
+    options = CertificateOptions(
+        privateKey=key,
+        certificate=chain[0],  # type: ignore[arg-type]
+        extraCertChain=chain[1:] or None,  # type: ignore[arg-type]
+        verify=bool(authorities),
+        caCerts=[crypto.X509.from_cryptography(each) for each in authorities] or None,
+        requireCertificate=False,
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+    try:
+        options.getContext()
+    except Exception as error:
+        raise TLSConfigError(
+            f"cannot use certificate {cert_file} with key {key_file}: {error}"
+        ) from error
+    return options
+
+
+def _readable(*paths: str) -> bool:
+    return all(os.access(path, os.R_OK) for path in paths)
+
+
+def ensure_self_signed_cert(
+    cert_dir: str, bind_address: str, alternate_dns: Sequence[str] = ()
+) -> tuple[str, str]:
+    """
+    Return a serving certificate and key in C{cert_dir}, making a
+    self-signed pair when there is none (like the reference's
+    C{MaybeDefaultWithSelfSignedCerts}).
+
+    An existing readable C{apiserver.crt} and C{apiserver.key} are reused.
+    Otherwise a new CA signs a one-year certificate for C{localhost} with IP
+    SANs 127.0.0.1 (plus C{bind_address} unless it is a wildcard) and DNS
+    SANs C{localhost} plus C{alternate_dns}; the certificate file holds the
+    chain and the key file has mode 0600.
+
+    @return: the certificate and key paths.
+    @raise OSError: C{cert_dir} cannot be created or written.
+    """
+    cert_path = os.path.join(cert_dir, SELF_SIGNED_CERT_NAME)
+    key_path = os.path.join(cert_dir, SELF_SIGNED_KEY_NAME)
+    if _readable(cert_path, key_path):
+        return cert_path, key_path
+    hosts = ["localhost", *alternate_dns, "127.0.0.1"]
+    if not ipaddress.ip_address(bind_address).is_unspecified:
+        hosts.append(bind_address)
+    ca = certs.make_ca(f"localhost-ca@{int(time.time())}")
+    serving = certs.make_serving_cert(ca, hosts, common_name="localhost")
+    certs.write_key_pair(serving, cert_path, key_path, with_chain=True)
+    log.info(
+        "Generated self-signed cert ({cert}, {key})", cert=cert_path, key=key_path
+    )
+    return cert_path, key_path
+
+
+def _tls_transport(request: Any) -> Any:
+    """
+    The TLS protocol object under C{request}, for HTTP/1.1 and HTTP/2.
+
+    Over HTTP/1.1 C{request.transport} is the L{TLSMemoryBIOProtocol}; over
+    HTTP/2 it is an C{H2Stream}, and the TLS protocol is the transport of the
+    stream's (private) C{_conn}, the C{H2Connection}.
+    """
+    connection = getattr(request.channel, "_conn", None)
+    if connection is not None:
+        return connection.transport
+    return request.transport
+
+
+def _identity_of(certificate: x509.Certificate) -> Identity:
+    subject = certificate.subject
+    names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    organizations = subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    user = str(names[0].value) if names else ""
+    return user, tuple(str(each.value) for each in organizations)
+
+
+def client_certificate_identity(request: Any) -> Identity | None:
+    """
+    The user (CN) and groups (every O, in order) of the client certificate
+    on C{request}'s connection.
+
+    The certificate was verified against C{--client-ca-file} during the
+    handshake (one that fails is refused there).  The identity is parsed
+    once per connection and cached on the TLS protocol object.
+
+    @param request: a L{twisted.web.server.Request} over TLS (HTTP/1.1 or
+        HTTP/2).
+    @return: C{(user, groups)}, or C{None} when the client sent no
+        certificate, the connection is not TLS, or the certificate has no CN
+        (Kubernetes then does not authenticate the request by certificate).
+    """
+    transport = _tls_transport(request)
+    cached = getattr(transport, _IDENTITY_ATTRIBUTE, None)
+    if cached is None:
+        get_peer_certificate = getattr(transport, "getPeerCertificate", None)
+        peer = get_peer_certificate() if get_peer_certificate is not None else None
+        cached = _NO_IDENTITY if peer is None else _identity_of(peer.to_cryptography())
+        try:
+            setattr(transport, _IDENTITY_ATTRIBUTE, cached)
+        except AttributeError:
+            pass
+    if cached[0] == "":
+        return None
+    return cached
+
+
+def listening_endpoint(
+    reactor: IReactorTCP, port: int, bind_address: str
+) -> IStreamServerEndpoint:
+    """
+    A TCP endpoint on C{bind_address}:C{port} (IPv4 or IPv6).
+    """
+    if ipaddress.ip_address(bind_address).version == 6:
+        return TCP6ServerEndpoint(reactor, port, interface=bind_address)
+    return TCP4ServerEndpoint(reactor, port, interface=bind_address)
+
+
+class _TLSListeningService(StreamServerEndpointService):
+    """
+    A L{StreamServerEndpointService} that listens synchronously (so twistd
+    fails before the reactor runs when the port is taken) and turns the
+    failure into one line instead of a traceback.
+    """
+
+    _raiseSynchronously = True
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: Any, where: str
+    ) -> None:
+        super().__init__(endpoint, factory)
+        self._where = where
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            reason = error.socketError
+            detail = getattr(reason, "strerror", None) or str(reason)
+            raise SystemExit(
+                f"wardled: error: cannot listen on {self._where}: {detail}"
+            ) from error
+
+
+def tls_endpoint_service(
+    reactor: IReactorTCP, config: WardledConfig, site: Site
+) -> IService:
+    """
+    The service that serves C{site} over HTTPS on
+    C{config.bind_address}:C{config.secure_port}.
+
+    Uses C{--tls-cert-file}/C{--tls-private-key-file} when given, else a
+    self-signed pair in C{config.cert_dir} (see L{ensure_self_signed_cert}).
+    When C{config.http2} is false, C{site} is changed to offer only
+    HTTP/1.1 over ALPN.
+
+    @raise TLSConfigError: a certificate, key or CA file cannot be used.
+    @raise OSError: the self-signed pair cannot be written.
+    """
+    if config.tls_cert_file and config.tls_private_key_file:
+        cert_file, key_file = config.tls_cert_file, config.tls_private_key_file
+    else:
+        cert_file, key_file = ensure_self_signed_cert(
+            config.cert_dir, config.bind_address
+        )
+    options = server_tls_options(cert_file, key_file, config.client_ca_file)
+    if not config.http2:
+        site.acceptableProtocols = lambda: HTTP11_ONLY  # type: ignore[method-assign]
+    endpoint = listening_endpoint(reactor, config.secure_port, config.bind_address)
+    where = _host_port(config.bind_address, config.secure_port)
+    service = _TLSListeningService(
+        endpoint, TLSMemoryBIOFactory(options, False, site), where
+    )
+    return service
+
+
+def _host_port(host: str, port: int) -> str:
+    if ipaddress.ip_address(host).version == 6:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+__all__ = [
+    "Identity",
+    "TLSConfigError",
+    "client_certificate_identity",
+    "ensure_self_signed_cert",
+    "listening_endpoint",
+    "load_certificates",
+    "load_private_key",
+    "server_tls_options",
+    "tls_endpoint_service",
+]
