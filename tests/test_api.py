@@ -53,11 +53,11 @@ class APITestCase(SynchronousTestCase):
             data = json.dumps(body).encode()
             all_headers.setdefault("Content-Type", "application/json")
         response = self.successResultOf(
-            self.stub.request(
+            self.stub.request(  # type: ignore[attr-defined]
                 method, BASE + path, data=data, headers={k: [v] for k, v in all_headers.items()}
             )
         )
-        content = self.successResultOf(self.stub.content(response))
+        content = self.successResultOf(self.stub.content(response))  # type: ignore[attr-defined]
         return response.code, response.headers, content
 
     def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
@@ -80,7 +80,7 @@ class DiscoveryTests(APITestCase):
         self.assertEqual(group["preferredVersion"]["version"], "v1beta1")
 
     def test_group(self) -> None:
-        code, body = self.call("GET", "/apis/wardle.example.com")
+        _, body = self.call("GET", "/apis/wardle.example.com")
         self.assertEqual(body["kind"], "APIGroup")
         self.assertEqual(body["versions"][1]["version"], "v1alpha1")
         self.assertEqual(body["preferredVersion"], body["versions"][0])
@@ -220,7 +220,7 @@ class CrudTests(APITestCase):
         created = self.create_flunder("pin")
         self.call("PATCH", f"{FLUNDERS}/pin", {"metadata": {"labels": {"a": "1"}}},
                   headers={"Content-Type": "application/merge-patch+json"})
-        code, body = self.call(
+        code, _body = self.call(
             "PATCH", f"{FLUNDERS}/pin",
             {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"], "labels": {"b": "2"}}},
             headers={"Content-Type": "application/merge-patch+json"},
@@ -327,15 +327,15 @@ class CrudTests(APITestCase):
         self.assertEqual(len(body["items"]), 2)
 
     def test_cross_namespace_path_only_lists(self) -> None:
-        code, body = self.call("POST", f"{V1A}/flunders", {"metadata": {"name": "x"}})
+        code, _body = self.call("POST", f"{V1A}/flunders", {"metadata": {"name": "x"}})
         self.assertEqual(code, 405)
 
     def test_dry_run(self) -> None:
-        code, body = self.call("POST", f"{FLUNDERS}?dryRun=All", {"metadata": {"name": "dry"}})
+        code, _ = self.call("POST", f"{FLUNDERS}?dryRun=All", {"metadata": {"name": "dry"}})
         self.assertEqual(code, 201)
         code, _ = self.call("GET", f"{FLUNDERS}/dry")
         self.assertEqual(code, 404)
-        code, body = self.call("POST", f"{FLUNDERS}?dryRun=Some", {"metadata": {"name": "dry"}})
+        code, _body = self.call("POST", f"{FLUNDERS}?dryRun=Some", {"metadata": {"name": "dry"}})
         self.assertEqual(code, 422)
 
     def test_pretty_for_curl(self) -> None:

@@ -41,7 +41,7 @@ class StatusTests(SynchronousTestCase):
             "Invalid value: 0x0: must be specified for an update]",
         )
         self.assertEqual(
-            error.details["causes"][0],
+            (error.details or {})["causes"][0],
             {"reason": "FieldValueRequired", "message": "Required value: name or generateName is required",
              "field": "metadata.name"},
         )

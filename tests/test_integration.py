@@ -10,6 +10,7 @@ import json
 import urllib.request
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
 
@@ -191,6 +192,17 @@ class TestClients:
         selected = wardled.kubectl("get", "flunders", "-n", namespace, "-l", "color=green", "-o", "name")
         assert selected.stdout.strip() == "flunder.wardle.example.com/my-first-flunder"
 
+        applied = wardled.kubectl("apply", "-f", "-", input=yaml.safe_dump(
+            {"apiVersion": "wardle.example.com/v1beta1", "kind": "Flunder",
+             "metadata": {"name": "my-first-flunder", "namespace": namespace,
+                          "labels": {"sample-label": "false"}}}
+        ))
+        assert applied.returncode == 0, applied.stderr
+        relabelled = wardled.kubectl(
+            "get", "flunder", "my-first-flunder", "-n", namespace, "-o", "json"
+        )
+        assert json.loads(relabelled.stdout)["metadata"]["labels"]["sample-label"] == "false"
+
         deleted = wardled.kubectl("delete", "flunder", "my-first-flunder", "-n", namespace)
         assert deleted.returncode == 0, deleted.stderr
         gone = wardled.kubectl("get", "flunder", "my-first-flunder", "-n", namespace)
@@ -240,3 +252,36 @@ class TestClients:
         resources = wardled.kubectl("api-resources", "--api-group=wardle.example.com")
         assert "flunders" in resources.stdout and "fischers" in resources.stdout
 
+
+
+class TestPythonClient:
+    def test_custom_objects_api(self, wardled: WardledProcess, namespace: str) -> None:
+        client = kubernetes.config.new_client_from_config(
+            config_file=wardled.pki.kubeconfig(ADMIN, wardled.url)
+        )
+        api: Any = kubernetes.client.CustomObjectsApi(client)
+        group, version, plural = "wardle.example.com", "v1beta1", "flunders"
+        created = api.create_namespaced_custom_object(
+            group, version, namespace, plural,
+            {"apiVersion": f"{group}/{version}", "kind": "Flunder",
+             "metadata": {"name": "py", "labels": {"via": "python"}}},
+        )
+        assert created["metadata"]["namespace"] == namespace
+        listed = api.list_namespaced_custom_object(
+            group, version, namespace, plural, label_selector="via=python"
+        )
+        assert [i["metadata"]["name"] for i in listed["items"]] == ["py"]
+        patched = api.patch_namespaced_custom_object(
+            group, version, namespace, plural, "py", {"spec": {"fischerReference": "f", "referenceType": "Fischer"}}
+        )
+        assert patched["spec"] == {"fischerReference": "f", "referenceType": "Fischer"}
+        with pytest.raises(kubernetes.client.exceptions.ApiException) as raised:
+            api.create_namespaced_custom_object(
+                group, version, namespace, plural, {"metadata": {"name": "py"}}
+            )
+        assert raised.value.status == 409
+        assert json.loads(str(raised.value.body))["reason"] == "AlreadyExists"
+        api.delete_namespaced_custom_object(group, version, namespace, plural, "py")
+        with pytest.raises(kubernetes.client.exceptions.ApiException) as raised:
+            api.get_namespaced_custom_object(group, version, namespace, plural, "py")
+        assert raised.value.status == 404

@@ -5,7 +5,8 @@ The generic store and the wardle strategies, over the in-memory backend.
 from __future__ import annotations
 
 import json
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
@@ -52,6 +53,7 @@ class CreateTests(StoreTestsMixin, SynchronousTestCase):
         created = self.create("one", flunderReference="two", referenceType="Flunder")
         key = f"{PREFIX}/wardle.example.com/flunders/default/one"
         kv, _ = self.successResultOf(self.storage.get(key))
+        assert kv is not None
         stored = json.loads(kv.value)
         self.assertEqual(stored["apiVersion"], "wardle.example.com/v1alpha1")
         self.assertEqual(stored["kind"], "Flunder")
@@ -104,7 +106,7 @@ class CreateTests(StoreTestsMixin, SynchronousTestCase):
         error = self.fail_with(store.create("default", obj, ADMIN))
         self.assertEqual(error.code, 409)
         self.assertIn("not able to generate a unique name", error.message)
-        self.assertEqual(error.details["retryAfterSeconds"], 1)
+        self.assertEqual((error.details or {})["retryAfterSeconds"], 1)
 
     def test_namespace_mismatch_is_400(self) -> None:
         obj = flunder("ns")
@@ -134,18 +136,18 @@ class CreateTests(StoreTestsMixin, SynchronousTestCase):
             'Invalid value: "b": cannot be set with flunderReference at the same time',
         )
         self.assertEqual(
-            error.details["causes"],
+            (error.details or {})["causes"],
             [{"reason": "FieldValueInvalid",
               "message": 'Invalid value: "b": cannot be set with flunderReference at the same time',
               "field": "spec.fischerReference"}],
         )
-        self.assertEqual(error.details["kind"], "Flunder")
-        self.assertEqual(error.details["group"], "wardle.example.com")
+        self.assertEqual((error.details or {})["kind"], "Flunder")
+        self.assertEqual((error.details or {})["group"], "wardle.example.com")
 
     def test_spec_errors_mask_metadata_errors(self) -> None:
         obj = flunder("bad/name", referenceType="Other")
         error = self.fail_with(self.flunders.create("default", obj, ADMIN))
-        self.assertEqual([c["field"] for c in error.details["causes"]], ["spec.referenceType"])
+        self.assertEqual([c["field"] for c in (error.details or {})["causes"]], ["spec.referenceType"])
 
     def test_metadata_validation(self) -> None:
         error = self.fail_with(self.flunders.create("default", flunder(""), ADMIN))
@@ -213,7 +215,7 @@ class UpdateTests(StoreTestsMixin, SynchronousTestCase):
             'flunders.wardle.example.com "u" is invalid: metadata.resourceVersion: '
             "Invalid value: 0x0: must be specified for an update",
         )
-        self.assertEqual(error.details["kind"], "flunders")
+        self.assertEqual((error.details or {})["kind"], "flunders")
 
     def test_stale_resource_version_is_409(self) -> None:
         created = self.create("u")

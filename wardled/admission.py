@@ -10,7 +10,8 @@ bans a name from the moment its create returned.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import attrs
 from zope.interface import Interface, implementer

@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import platform
 import sys
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from wardled import __version__, apierrors
-from wardled.api import create, delete, discovery, get, negotiate, patch, respond, update
+from wardled.api import (
+    create,
+    delete,
+    discovery,
+    get,
+    negotiate,
+    openapi,
+    patch,
+    respond,
+    update,
+)
 from wardled.api import list as list_handler
 from wardled.api.context import request_context
 from wardled.api.health import HealthEndpoint, run_endpoint
@@ -124,37 +135,21 @@ class WardleAPI:
             raise apierrors.server_not_found()
         return self._json(request, discovery.api_resource_list(version))
 
-    def _document(self, request: IRequest, document: Any) -> bytes:
-        """
-        Serve a prebuilt document with its ETag; C{If-None-Match} gives 304.
-        """
-        request.setHeader(b"etag", document.etag.encode())
-        request.setHeader(b"vary", b"Accept")
-        if respond.header(request, "if-none-match") == document.etag:
-            request.setResponseCode(304)
-            return b""
-        request.setHeader(b"content-type", b"application/json")
-        return bytes(document.body)
-
     @app.route("/openapi/v2", methods=["GET"])
     def openapi_v2(self, request: IRequest) -> bytes:
-        from wardled.api import openapi
-
-        return self._document(request, openapi.v2_document())
+        document = openapi.negotiate_v2(respond.header(request, "accept"))
+        return openapi.render(request, document)
 
     @app.route("/openapi/v3", methods=["GET"])
     def openapi_v3(self, request: IRequest) -> bytes:
-        from wardled.api import openapi
+        return openapi.render(request, openapi.v3_index_document())
 
-        return self._document(request, openapi.v3_index_document())
-
-    @app.route(f"/openapi/v3/apis/{GROUP}/<version>", methods=["GET"])
-    def openapi_v3_group_version(self, request: IRequest, version: str) -> bytes:
-        if version not in GROUP_VERSIONS:
+    @app.route("/openapi/v3/<path:key>", methods=["GET"])
+    def openapi_v3_document(self, request: IRequest, key: str) -> bytes:
+        document = openapi.v3_document(key)
+        if document is None:
             raise apierrors.server_not_found()
-        from wardled.api import openapi
-
-        return self._document(request, openapi.v3_group_version_document(version))
+        return openapi.render(request, document)
 
     @app.route("/<any(healthz,livez,readyz):probe>", methods=["GET"])
     @app.route("/<any(healthz,livez,readyz):probe>/<path:check>", methods=["GET"])

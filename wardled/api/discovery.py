@@ -8,7 +8,8 @@ priority, resources by name), with the verbs the server really serves.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from wardled.apis.scheme import ResourceType
 from wardled.apis.wardle import GROUP, GROUP_VERSIONS, resources_in

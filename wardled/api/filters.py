@@ -9,7 +9,8 @@ routes only ever see authorized requests.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest

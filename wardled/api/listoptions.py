@@ -13,7 +13,13 @@ from wardled.api.respond import query_arg
 from wardled.apis import field
 from wardled.apis.field import FieldError
 from wardled.registry.store import EXACT, NOT_OLDER_THAN, ListOptions
-from wardled.selectors import SelectorError, parse_field_selector, parse_label_selector
+from wardled.selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
 
 LIST_OPTIONS_KIND = apierrors.GroupKind("meta.k8s.io", "ListOptions")
 
@@ -86,7 +92,7 @@ def _validate(
     return errors
 
 
-def _label_selector(text: str | None):  # type: ignore[no-untyped-def]
+def _label_selector(text: str | None) -> LabelSelector | None:
     if not text:
         return None
     try:
@@ -95,7 +101,7 @@ def _label_selector(text: str | None):  # type: ignore[no-untyped-def]
         raise apierrors.bad_request(str(error)) from None
 
 
-def _field_selector(text: str | None):  # type: ignore[no-untyped-def]
+def _field_selector(text: str | None) -> FieldSelector | None:
     if not text:
         return None
     try:

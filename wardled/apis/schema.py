@@ -17,7 +17,8 @@ server: decoding normalises them, so everything downstream can trust shape.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 

@@ -17,8 +17,8 @@ from typing import Any
 from wardled.apis import field
 from wardled.apis.field import FieldError
 from wardled.apis.meta import OBJECT_META
-from wardled.apis.scheme import ResourceType, Version
 from wardled.apis.schema import Field, List, String, Struct
+from wardled.apis.scheme import ResourceType, Version
 
 GROUP = "wardle.example.com"
 

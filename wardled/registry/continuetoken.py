@@ -39,7 +39,7 @@ def encode(revision: int, next_key: str, key_prefix: str) -> str:
     """
     A token resuming at C{next_key} (absolute) read at C{revision}.
     """
-    relative = next_key[len(key_prefix):] if next_key.startswith(key_prefix) else next_key
+    relative = next_key.removeprefix(key_prefix)
     payload = json.dumps(
         {"v": TOKEN_VERSION, "rv": revision, "start": relative},
         separators=(",", ":"),
@@ -66,7 +66,7 @@ def _decode(token: str, key_prefix: str) -> ContinuePoint:
     except (binascii.Error, ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"continue key is not valid: {error}") from None
     if not isinstance(data, dict):
-        raise ValueError("continue key is not valid: not an object")
+        raise ValueError("continue key is not valid: not an object")  # noqa: TRY004
     if data.get("v") != TOKEN_VERSION:
         raise ValueError(
             "continue key is not valid: server does not recognize this encoded "

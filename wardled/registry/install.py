@@ -6,7 +6,8 @@ with the admission chain the flags ask for.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from wardled.admission import BAN_FLUNDER, AdmissionChain, BanFlunder, IAdmissionPlugin
 from wardled.registry import fischer, flunder

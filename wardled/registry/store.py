@@ -14,14 +14,15 @@ import copy
 import random
 import time
 import uuid
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 
 from wardled import apierrors
 from wardled.admission import CREATE, AdmissionChain, Attributes
-from wardled.apis.field import FieldError, GoRepr
 from wardled.apis.field import ErrorType as FieldErrorType
+from wardled.apis.field import FieldError, GoRepr
 from wardled.apis.scheme import ResourceType, order_metadata, set_resource_version
 from wardled.auth.user import UserInfo
 from wardled.registry import continuetoken
@@ -38,6 +39,8 @@ from wardled.storage.interfaces import (
 )
 
 Object = dict[str, Any]
+# Spelled out here: inside Store, "list" names the method.
+Objects = list[Object]
 
 NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 MAX_GENERATED_NAME_LENGTH = 63 - 5
@@ -207,7 +210,7 @@ class Store:
     async def list(self, namespace: str, options: ListOptions) -> ListPage:
         prefix = self.list_prefix(namespace)
         start, revision, minimum = self._list_start(prefix, options)
-        items: list[Object] = []
+        items: Objects = []
         last_key = ""
         more = False
         count = 0
@@ -255,7 +258,7 @@ class Store:
 
     def _page(
         self,
-        items: list[Object],
+        items: Objects,
         revision: int,
         prefix: str,
         last_key: str,
@@ -272,13 +275,12 @@ class Store:
         return ListPage(items, revision, token, remaining)
 
     def _matches(self, obj: Object, options: ListOptions) -> bool:
-        if options.label_selector is not None:
-            if not options.label_selector.matches(obj.get("metadata", {}).get("labels", {})):
-                return False
-        if options.field_selector is not None:
-            if not options.field_selector.matches(object_fields(obj)):
-                return False
-        return True
+        labels = obj.get("metadata", {}).get("labels", {})
+        if options.label_selector is not None and not options.label_selector.matches(labels):
+            return False
+        return options.field_selector is None or options.field_selector.matches(
+            object_fields(obj)
+        )
 
     # Create ----------------------------------------------------------------
 

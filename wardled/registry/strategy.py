@@ -7,7 +7,8 @@ L{before_update} apply the rules every type shares.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
