@@ -2,7 +2,7 @@
 #
 #   make venv    .venv with wardled (editable) and the test tools
 #   make run     local etcd + certificates + twistd -n wardled on 127.0.0.1:8443
-#   make test    the whole test suite (installs etcd with apt-get if missing)
+#   make test    lint, then the whole test suite (installs etcd with apt-get if missing)
 #   make lint    ruff + mypy
 #   make clean   build output, caches and .venv; make distclean also stops the
 #                development etcd and removes .dev/
@@ -87,7 +87,7 @@ run: venv etcd-dev certs
 	  --tls-cert-file $(CERTS)/server.crt --tls-private-key-file $(CERTS)/server.key \
 	  --client-ca-file $(CERTS)/ca.crt
 
-test: venv etcd-installed
+test: venv etcd-installed lint
 	$(PY) -m pytest -q
 
 lint: venv

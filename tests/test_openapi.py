@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -24,6 +25,10 @@ from tests.harness import WardledProcess
 from wardled import apierrors
 from wardled.api import openapi, respond
 from wardled.api.discovery import VERBS
+from wardled.api.openapi import documents as openapi_documents
+from wardled.api.openapi import models as openapi_models
+from wardled.api.openapi import protobuf as openapi_protobuf
+from wardled.api.openapi import serve as openapi_serve
 from wardled.api.patch import PATCH_TYPES
 from wardled.apis import meta
 from wardled.apis.schema import Field, String, Struct
@@ -842,6 +847,54 @@ class ServingTests(SynchronousTestCase):
         response, body = self.get("/openapi/v3/apis/other.example.com/v1")
         self.assertEqual(response.code, 404)
         self.assertEqual(json.loads(body)["reason"], "NotFound")
+
+
+#: Each name L{wardled.api.openapi} re-exports, and the module defining it.
+OPENAPI_EXPORTS: Mapping[str, ModuleType] = {
+    "KIND_DOC": meta,
+    "TIME_DOC": meta,
+    "Models": openapi_models,
+    "SWAGGER": openapi_models,
+    "PROTOBUF_V2": openapi_protobuf,
+    "PROTOBUF_V2_DEPRECATED": openapi_protobuf,
+    "swagger_to_protobuf": openapi_protobuf,
+    "openapi_v2": openapi_documents,
+    "openapi_v3_document": openapi_documents,
+    "openapi_v3_group_version": openapi_documents,
+    "v2_document": openapi_documents,
+    "v2_protobuf_document": openapi_documents,
+    "v3_document": openapi_documents,
+    "v3_group_version_document": openapi_documents,
+    "v3_index_document": openapi_documents,
+    "v3_keys": openapi_documents,
+    "accepts_json": openapi_serve,
+    "etag_matches": openapi_serve,
+    "negotiate_v2": openapi_serve,
+    "render": openapi_serve,
+}
+
+
+class ExportsTests(SynchronousTestCase):
+    """
+    L{wardled.api.openapi} only re-exports: each name it offers is the very
+    object of the module that defines it.
+    """
+
+    def test_exports_are_the_defining_objects(self) -> None:
+        """
+        Each re-export is the identical object of its defining module.
+        """
+        for name, module in OPENAPI_EXPORTS.items():
+            self.assertIs(getattr(openapi, name), getattr(module, name), name)
+
+    def test_all_lists_the_exports(self) -> None:
+        """
+        C{__all__} names exactly the checked re-exports, among them what
+        the HTTP handlers call.
+        """
+        self.assertEqual(sorted(openapi.__all__), sorted(OPENAPI_EXPORTS))
+        for name in ("negotiate_v2", "render", "v3_index_document", "v3_document"):
+            self.assertIn(name, openapi.__all__)
 
 
 class TestWithKubectl:

@@ -176,3 +176,421 @@ LIST_META = Struct(
         ),
     ),
 )
+
+
+# The meta.k8s.io/v1 types the server writes but no object embeds ----------
+#
+# Status (every error), DeleteOptions and Patch (request bodies), TypeMeta,
+# and the discovery documents (APIGroupList, APIGroup, APIResourceList),
+# plus k8s.io/apimachinery/pkg/version's Info (C{/version}).  The OpenAPI
+# documents (L{wardled.api.openapi}) describe them from these declarations.
+
+KIND_DOC = (
+    "Kind is a string value representing the REST resource this object "
+    "represents. Servers may infer this from the endpoint the client submits "
+    "requests to. Cannot be updated. In CamelCase. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/"
+    "api-conventions.md#types-kinds"
+)
+API_VERSION_DOC = (
+    "APIVersion defines the versioned schema of this representation of an "
+    "object. Servers should convert recognized schemas to the latest internal "
+    "value, and may reject unrecognized values. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/"
+    "api-conventions.md#resources"
+)
+
+#: TypeMeta, which every kind embeds first.
+TYPE_META = (
+    Field("kind", String(), KIND_DOC),
+    Field("apiVersion", String(), API_VERSION_DOC),
+)
+
+#: The Go doc comments of the named types that are not structs (L{TIME},
+#: C{FieldsV1}, L{PATCH}): the descriptions of their OpenAPI models.
+TIME_DOC = (
+    "Time is a wrapper around time.Time which supports correct marshaling to "
+    "YAML and JSON.  Wrappers are provided for many of the factory methods "
+    "that the time package offers."
+)
+FIELDS_V1_DOC = (
+    "FieldsV1 stores a set of fields in a data structure like a Trie, in JSON "
+    "format. Each key is either a '.' for the field itself (mapping to an "
+    "empty set) or names a sub-field or item as 'f:<name>', 'v:<value>', "
+    "'i:<index>' or 'k:<keys>'.\n\nThe exact format is defined in "
+    "sigs.k8s.io/structured-merge-diff"
+)
+PATCH_DOC = (
+    "Patch is provided to give a concrete name and type to the Kubernetes "
+    "PATCH request body."
+)
+
+#: The body of a PATCH request: any JSON object (or JSON-patch array).
+PATCH = Free(must_be_object=True, go_type="v1.Patch")
+
+PRECONDITIONS = Struct(
+    name="Preconditions",
+    doc="Preconditions must be fulfilled before an operation (update, delete, "
+    "etc.) is carried out.",
+    fields=(
+        Field("uid", String(), "Specifies the target UID.", pointer=True),
+        Field(
+            "resourceVersion",
+            String(),
+            "Specifies the target ResourceVersion",
+            pointer=True,
+        ),
+    ),
+)
+
+DELETE_OPTIONS = Struct(
+    name="DeleteOptions",
+    doc="DeleteOptions may be provided when deleting an API object.",
+    fields=(
+        *TYPE_META,
+        Field(
+            "gracePeriodSeconds",
+            Integer(),
+            "The duration in seconds before the object should be deleted. Value "
+            "must be non-negative integer. The value zero indicates delete "
+            "immediately. If this value is nil, the default grace period for the "
+            "specified type will be used.",
+            pointer=True,
+        ),
+        Field(
+            "preconditions",
+            PRECONDITIONS,
+            "Must be fulfilled before a deletion is carried out. If not "
+            "possible, a 409 Conflict status will be returned.",
+            pointer=True,
+        ),
+        Field(
+            "orphanDependents",
+            Boolean(),
+            "Deprecated: please use the PropagationPolicy. Should the dependent "
+            'objects be orphaned. If true/false, the "orphan" finalizer will be '
+            "added to/removed from the object's finalizers list.",
+            pointer=True,
+        ),
+        Field(
+            "propagationPolicy",
+            String(go_type="DeletionPropagation"),
+            "Whether and how garbage collection will be performed. Either this "
+            "field or OrphanDependents may be set, but not both. Acceptable "
+            "values are: 'Orphan', 'Background', 'Foreground'.",
+            pointer=True,
+        ),
+        Field(
+            "dryRun",
+            List(list_type="atomic"),
+            "When present, indicates that modifications should not be "
+            "persisted. Valid values are: - All: all dry run stages will be "
+            "processed",
+        ),
+    ),
+)
+
+STATUS_CAUSE = Struct(
+    name="StatusCause",
+    doc="StatusCause provides more information about an api.Status failure, "
+    "including cases when multiple errors are encountered.",
+    fields=(
+        Field(
+            "reason",
+            String(go_type="CauseType"),
+            "A machine-readable description of the cause of the error. If this "
+            "value is empty there is no information available.",
+        ),
+        Field(
+            "message",
+            String(),
+            "A human-readable description of the cause of the error.  This "
+            "field may be presented as-is to a reader.",
+        ),
+        Field(
+            "field",
+            String(),
+            "The field of the resource that has caused this error, as named by "
+            "its JSON serialization.",
+        ),
+    ),
+)
+
+STATUS_DETAILS = Struct(
+    name="StatusDetails",
+    doc="StatusDetails is a set of additional properties that MAY be set by the "
+    "server to provide additional information about a response.",
+    fields=(
+        Field(
+            "name",
+            String(),
+            "The name attribute of the resource associated with the status "
+            "StatusReason (when there is a single name which can be described).",
+        ),
+        Field(
+            "group",
+            String(),
+            "The group attribute of the resource associated with the status "
+            "StatusReason.",
+        ),
+        Field(
+            "kind",
+            String(),
+            "The kind attribute of the resource associated with the status "
+            "StatusReason.",
+        ),
+        Field("uid", String(), "UID of the resource."),
+        Field(
+            "causes",
+            List(items=STATUS_CAUSE, list_type="atomic", go_type="[]v1.StatusCause"),
+            "The Causes array includes more details associated with the "
+            "StatusReason failure.",
+        ),
+        Field(
+            "retryAfterSeconds",
+            Integer(go_type="int32"),
+            "If specified, the time in seconds before the operation should be "
+            "retried.",
+        ),
+    ),
+)
+
+STATUS = Struct(
+    name="Status",
+    doc="Status is a return value for calls that don't return other objects.",
+    fields=(
+        *TYPE_META,
+        Field(
+            "metadata",
+            LIST_META,
+            "Standard list metadata. More info: https://git.k8s.io/community/"
+            "contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+        ),
+        Field(
+            "status",
+            String(),
+            'Status of the operation. One of: "Success" or "Failure".',
+        ),
+        Field(
+            "message",
+            String(),
+            "A human-readable description of the status of this operation.",
+        ),
+        Field(
+            "reason",
+            String(go_type="StatusReason"),
+            'A machine-readable description of why this operation is in the '
+            '"Failure" status.',
+        ),
+        Field(
+            "details",
+            STATUS_DETAILS,
+            "Extended data associated with the reason.",
+            pointer=True,
+        ),
+        Field(
+            "code",
+            Integer(go_type="int32"),
+            "Suggested HTTP return code for this status, 0 if not set.",
+        ),
+    ),
+)
+
+GROUP_VERSION_FOR_DISCOVERY = Struct(
+    name="GroupVersionForDiscovery",
+    doc='GroupVersion contains the "group/version" and "version" string of a '
+    "version.",
+    fields=(
+        Field(
+            "groupVersion",
+            String(),
+            'groupVersion specifies the API group and version in the form '
+            '"group/version"',
+            required=True,
+        ),
+        Field(
+            "version",
+            String(),
+            'version specifies the version in the form of "version".',
+            required=True,
+        ),
+    ),
+)
+
+SERVER_ADDRESS_BY_CLIENT_CIDR = Struct(
+    name="ServerAddressByClientCIDR",
+    doc="ServerAddressByClientCIDR helps the client to determine the server "
+    "address that they should use, depending on the clientCIDR that they match.",
+    fields=(
+        Field(
+            "clientCIDR",
+            String(),
+            "The CIDR with which clients can match their IP to figure out the "
+            "server address that they should use.",
+            required=True,
+        ),
+        Field(
+            "serverAddress",
+            String(),
+            "Address of this server, suitable for a client that matches the "
+            "above CIDR.",
+            required=True,
+        ),
+    ),
+)
+
+API_GROUP = Struct(
+    name="APIGroup",
+    doc="APIGroup contains the name, the supported versions, and the preferred "
+    "version of a group.",
+    fields=(
+        *TYPE_META,
+        Field("name", String(), "name is the name of the group.", required=True),
+        Field(
+            "versions",
+            List(items=GROUP_VERSION_FOR_DISCOVERY, list_type="atomic"),
+            "versions are the versions supported in this group.",
+            required=True,
+        ),
+        Field(
+            "preferredVersion",
+            GROUP_VERSION_FOR_DISCOVERY,
+            "preferredVersion is the version preferred by the API server, which "
+            "probably is the storage version.",
+        ),
+        Field(
+            "serverAddressByClientCIDRs",
+            List(items=SERVER_ADDRESS_BY_CLIENT_CIDR, list_type="atomic"),
+            "a map of client CIDR to server address that is serving this group.",
+        ),
+    ),
+)
+
+API_GROUP_LIST = Struct(
+    name="APIGroupList",
+    doc="APIGroupList is a list of APIGroup, to allow clients to discover the "
+    "API at /apis.",
+    fields=(
+        *TYPE_META,
+        Field(
+            "groups",
+            List(items=API_GROUP, list_type="atomic"),
+            "groups is a list of APIGroup.",
+            required=True,
+        ),
+    ),
+)
+
+API_RESOURCE = Struct(
+    name="APIResource",
+    doc="APIResource specifies the name of a resource and whether it is "
+    "namespaced.",
+    fields=(
+        Field("name", String(), "name is the plural name of the resource.", required=True),
+        Field(
+            "singularName",
+            String(),
+            "singularName is the singular name of the resource.",
+            required=True,
+        ),
+        Field(
+            "namespaced",
+            Boolean(),
+            "namespaced indicates if a resource is namespaced or not.",
+            required=True,
+        ),
+        Field("group", String(), "group is the preferred group of the resource."),
+        Field("version", String(), "version is the preferred version of the resource."),
+        Field(
+            "kind",
+            String(),
+            "kind is the kind for the resource (e.g. 'Foo' is the kind for a "
+            "resource 'foo')",
+            required=True,
+        ),
+        Field(
+            "verbs",
+            List(),
+            "verbs is a list of supported kube verbs (this includes get, list, "
+            "watch, create, update, patch, delete, deletecollection, and proxy)",
+            required=True,
+        ),
+        Field(
+            "shortNames",
+            List(list_type="atomic"),
+            "shortNames is a list of suggested short names of the resource.",
+        ),
+        Field(
+            "categories",
+            List(list_type="atomic"),
+            "categories is a list of the grouped resources this resource belongs "
+            "to (e.g. 'all')",
+        ),
+        Field(
+            "storageVersionHash",
+            String(),
+            "The hash value of the storage version, the version this resource is "
+            "converted to when written to the data store.",
+        ),
+    ),
+)
+
+API_RESOURCE_LIST = Struct(
+    name="APIResourceList",
+    doc="APIResourceList is a list of APIResource, it is used to expose the name "
+    "of the resources supported in a specific group and version, and if the "
+    "resource is namespaced.",
+    fields=(
+        *TYPE_META,
+        Field(
+            "groupVersion",
+            String(),
+            "groupVersion is the group and version this APIResourceList is for.",
+            required=True,
+        ),
+        Field(
+            "resources",
+            List(items=API_RESOURCE, list_type="atomic"),
+            "resources contains the name of the resources and if they are "
+            "namespaced.",
+            required=True,
+        ),
+    ),
+)
+
+
+def _version_info_field(name: str, doc: str, required: bool = True) -> Field:
+    return Field(name, String(), doc, required=required)
+
+
+VERSION_INFO = Struct(
+    name="Info",
+    doc="Info contains versioning information.",
+    fields=(
+        _version_info_field("major", "Major is the major version of the binary version"),
+        _version_info_field("minor", "Minor is the minor version of the binary version"),
+        _version_info_field(
+            "emulationMajor", "EmulationMajor is the major version of the emulation "
+            "version", required=False,
+        ),
+        _version_info_field(
+            "emulationMinor", "EmulationMinor is the minor version of the emulation "
+            "version", required=False,
+        ),
+        _version_info_field(
+            "minCompatibilityMajor", "MinCompatibilityMajor is the major version of "
+            "the minimum compatibility version", required=False,
+        ),
+        _version_info_field(
+            "minCompatibilityMinor", "MinCompatibilityMinor is the minor version of "
+            "the minimum compatibility version", required=False,
+        ),
+        _version_info_field("gitVersion", ""),
+        _version_info_field("gitCommit", ""),
+        _version_info_field("gitTreeState", ""),
+        _version_info_field("buildDate", ""),
+        _version_info_field("goVersion", ""),
+        _version_info_field("compiler", ""),
+        _version_info_field("platform", ""),
+    ),
+)

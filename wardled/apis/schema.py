@@ -41,7 +41,7 @@ class DecodeContext:
     unknown_fields: list[str] = attrs.Factory(list)
 
 
-def _json_type(value: Any) -> str:
+def go_json_type(value: Any) -> str:
     """
     Name a JSON value's type as Go's decoder does in its errors.
     """
@@ -83,7 +83,7 @@ class Schema:
 
     def _mismatch(self, value: Any, path: str, owner: str) -> DecodeError:
         return DecodeError(
-            f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+            f"json: cannot unmarshal {go_json_type(value)} into Go struct field "
             f"{owner}.{path} of type {self.go_type}"
         )
 
@@ -231,10 +231,10 @@ class Struct(Schema):
     def decode(self, value: Any, path: str, owner: str, ctx: DecodeContext) -> Any:
         if not isinstance(value, dict):
             raise DecodeError(
-                f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+                f"json: cannot unmarshal {go_json_type(value)} into Go struct field "
                 f"{owner}.{path} of type {self._go}"
                 if path
-                else f"json: cannot unmarshal {_json_type(value)} into Go value "
+                else f"json: cannot unmarshal {go_json_type(value)} into Go value "
                 f"of type {self._go}"
             )
         known = {f.name: f for f in self.fields}

@@ -23,7 +23,14 @@ import attrs
 from wardled import apierrors
 from wardled.apierrors import GroupKind, GroupResource
 from wardled.apis.meta import LIST_META, OBJECT_META
-from wardled.apis.schema import DecodeContext, DecodeError, Field, List, Struct
+from wardled.apis.schema import (
+    DecodeContext,
+    DecodeError,
+    Field,
+    List,
+    Struct,
+    go_json_type,
+)
 
 Object = dict[str, Any]
 
@@ -132,7 +139,7 @@ class ResourceType:
         if not isinstance(body, dict):
             raise apierrors.bad_request(
                 "couldn't get version/kind; json parse error: json: cannot unmarshal "
-                f"{_json_kind(body)} into Go value of type struct "
+                f"{go_json_type(body)} into Go value of type struct "
                 '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
                 'Kind string "json:\\"kind,omitempty\\"" }'
             )
@@ -210,6 +217,7 @@ class ResourceType:
         """
         return Struct(
             name=self.list_kind,
+            doc=f"{self.list_kind} is a list of {self.kind} objects.",
             fields=(
                 Field("metadata", LIST_META),
                 Field(
@@ -274,15 +282,3 @@ def order_metadata(metadata: Object) -> None:
 
 def _without_type(body: Object) -> Object:
     return {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "null"

@@ -39,16 +39,22 @@ _METADATA = Field(
     "api-conventions.md#metadata",
 )
 _REFERENCE_TYPE_DOC = "The type of the reference."
-_STATUS = Field("status", Struct(name="FlunderStatus"))
+_STATUS = Field(
+    "status", Struct(name="FlunderStatus", doc="FlunderStatus is the status of a Flunder.")
+)
+_FLUNDER_DOC = "Flunder is an example type with a spec and a status."
+_FLUNDER_SPEC_DOC = "FlunderSpec is the specification of a Flunder."
 
 FLUNDER_V1ALPHA1 = Struct(
     name="Flunder",
+    doc=_FLUNDER_DOC,
     fields=(
         _METADATA,
         Field(
             "spec",
             Struct(
                 name="FlunderSpec",
+                doc=_FLUNDER_SPEC_DOC,
                 fields=(
                     Field(
                         "reference",
@@ -71,12 +77,14 @@ FLUNDER_V1ALPHA1 = Struct(
 
 FLUNDER_V1BETA1 = Struct(
     name="Flunder",
+    doc=_FLUNDER_DOC,
     fields=(
         _METADATA,
         Field(
             "spec",
             Struct(
                 name="FlunderSpec",
+                doc=_FLUNDER_SPEC_DOC,
                 fields=(
                     Field(
                         "flunderReference",
@@ -104,6 +112,7 @@ FLUNDER_V1BETA1 = Struct(
 
 FISCHER_V1ALPHA1 = Struct(
     name="Fischer",
+    doc="Fischer is an example type with a list of disallowed Flunder.Names",
     fields=(
         _METADATA,
         Field(

@@ -353,6 +353,15 @@ class Store:
 
     # Update ----------------------------------------------------------------
 
+    async def _read_existing(self, key: str, name: str) -> tuple[KeyValue, Object]:
+        """
+        The stored key and its object, or 404.
+        """
+        kv, _ = await _storage_call(self.storage.get(key))
+        if kv is None:
+            raise apierrors.not_found(self.resource.group_resource, name)
+        return kv, self._decode(kv)
+
     async def update(
         self,
         namespace: str,
@@ -364,10 +373,7 @@ class Store:
         obj = copy.deepcopy(obj)
         key = self.key(namespace, name)
         for _ in range(UPDATE_ATTEMPTS):
-            kv, _ = await _storage_call(self.storage.get(key))
-            if kv is None:
-                raise apierrors.not_found(self.resource.group_resource, name)
-            existing = self._decode(kv)
+            kv, existing = await self._read_existing(key, name)
             self._check_update_version(name, obj, kv)
             candidate = copy.deepcopy(obj)
             before_update(self.strategy, namespace, candidate, existing)
@@ -444,10 +450,7 @@ class Store:
     ) -> DeleteResult:
         key = self.key(namespace, name)
         for _ in range(UPDATE_ATTEMPTS):
-            kv, _ = await _storage_call(self.storage.get(key))
-            if kv is None:
-                raise apierrors.not_found(self.resource.group_resource, name)
-            existing = self._decode(kv)
+            kv, existing = await self._read_existing(key, name)
             self._check_preconditions(name, existing, options)
             try:
                 return await self._delete_existing(key, kv, existing, options)
