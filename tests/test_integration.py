@@ -220,6 +220,8 @@ class TestClients:
         assert "deprecated" in created.stderr
         got = wardled.kubectl("get", "fischer", name, "-o", "json")
         assert json.loads(got.stdout)["disallowedFlunders"] == ["nope"]
+        as_yaml = wardled.kubectl("get", "fischer", name, "-o", "yaml")
+        assert yaml.safe_load(as_yaml.stdout)["kind"] == "Fischer"
         labelled = wardled.kubectl("label", "fischer", name, "team=x")
         assert labelled.returncode == 0, labelled.stderr
         table = wardled.kubectl("get", "fischers", "-l", "team=x")
