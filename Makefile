@@ -55,6 +55,7 @@ etcd-dev: etcd-installed
 	    --initial-advertise-peer-urls http://127.0.0.1:2380 \
 	    --initial-cluster wardled-dev=http://127.0.0.1:2380 \
 	    --logger=zap --log-outputs=stderr --log-level=warn \
+	    --experimental-watch-progress-notify-interval=5s \
 	    </dev/null >>$(DEV)/etcd.log 2>&1 & echo $$! >$(DEV)/etcd.pid; \
 	  for i in $$(seq 1 100); do \
 	    curl -fsS $(ETCD_URL)/health 2>/dev/null | grep -q '"health":"true"' && break; \

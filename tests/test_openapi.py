@@ -412,7 +412,8 @@ class PathTests(SynchronousTestCase):
         self.assertEqual(
             names(paths[base]["get"]["parameters"]),
             ["labelSelector", "fieldSelector", "resourceVersion", "resourceVersionMatch",
-             "timeoutSeconds", "limit", "continue"],
+             "timeoutSeconds", "limit", "continue", "watch", "allowWatchBookmarks",
+             "sendInitialEvents"],
         )
         self.assertEqual(
             names(paths[base + "/{name}"]["delete"]["parameters"]),

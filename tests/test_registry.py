@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from wardled import apierrors
 from wardled.auth.user import authenticated
-from wardled.registry.install import build_stores
+from wardled.registry.install import build_registry, build_stores
 from wardled.registry.store import DeleteOptions, ListOptions, Store
 from wardled.selectors import parse_field_selector, parse_label_selector
 from wardled.storage.memory import MemoryStorage
@@ -399,3 +399,53 @@ class ListTests(StoreTestsMixin, SynchronousTestCase):
         error = self.fail_with(self.flunders.list("", ListOptions(continue_token="!!!")))
         self.assertEqual(error.code, 400)
         self.assertTrue(error.message.startswith("invalid continue token: continue key is not valid"))
+
+
+class CachedRegistryTests(SynchronousTestCase):
+    """
+    The stores with their watch caches (one multiplexer over the group).
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.storage = MemoryStorage()
+        self.registry = build_registry(self.storage, PREFIX, self.clock)
+        self.flunders = self.registry.stores["flunders"]
+        self.fischers = self.registry.stores["fischers"]
+
+    def test_ban_flunder_not_ready_after_10_seconds(self) -> None:
+        deferred = ensureDeferred(self.flunders.create("default", flunder("early"), ADMIN))
+        self.assertNoResult(deferred)
+        self.clock.advance(10)
+        error = self.failureResultOf(deferred, apierrors.StatusError).value
+        self.assertEqual(error.code, 403)
+        self.assertEqual(
+            error.message,
+            'flunders.wardle.example.com "early" is forbidden: not yet ready to handle request',
+        )
+
+    def test_reads_served_from_cache_after_sync(self) -> None:
+        assert self.registry.multiplexer is not None
+        self.registry.multiplexer.startService()
+        self.successResultOf(ensureDeferred(self.fischers.create(
+            "", {"metadata": {"name": "ban"}, "disallowedFlunders": ["nope"]}, ADMIN
+        )))
+        error = self.failureResultOf(
+            ensureDeferred(self.flunders.create("default", flunder("nope"), ADMIN)),
+            apierrors.StatusError,
+        ).value
+        self.assertEqual(error.code, 403)
+        created = self.successResultOf(
+            ensureDeferred(self.flunders.create("default", flunder("yes"), ADMIN))
+        )
+        cacher = self.flunders.cacher
+        assert cacher is not None
+        got = self.successResultOf(ensureDeferred(self.flunders.get("default", "yes")))
+        cached = cacher.get(self.flunders.key("default", "yes"))
+        assert cached is not None
+        self.assertIs(got, cached.obj)
+        self.assertEqual(got["metadata"]["uid"], created["metadata"]["uid"])
+        page = self.successResultOf(
+            ensureDeferred(self.flunders.list("default", ListOptions(resource_version="0")))
+        )
+        self.assertEqual([i["metadata"]["name"] for i in page.items], ["yes"])

@@ -2,10 +2,12 @@
 """
 Admission: plugins that see every write after decoding and before storage.
 
-Only the reference's C{BanFlunder} exists.  The reference reads Fischers from
-an informer cache, which is eventually consistent and needs a "not yet ready"
-path; wardled reads them from storage at admission time instead, so a Fischer
-bans a name from the moment its create returned.
+Only the reference's C{BanFlunder} exists.  Like the reference it reads
+Fischers from a cache (the watch cache), refusing creates with "not yet ready
+to handle request" while that cache has not synced; unlike the reference's
+informer, the read is consistent (the cache first catches up with etcd's
+current revision), so a Fischer bans a name from the moment its create
+returned.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from zope.interface import Interface, implementer
 from wardled import apierrors
 from wardled.apis.wardle import FLUNDER, GROUP
 from wardled.auth.user import UserInfo
+from wardled.cache.interfaces import NotReady
 
 CREATE = "CREATE"
 UPDATE = "UPDATE"
@@ -84,10 +87,17 @@ class BanFlunder:
     async def admit(self, attributes: Attributes) -> None:
         if (attributes.group, attributes.kind) != (GROUP, FLUNDER):
             return
-        for fischer in await self.list_fischers():
+        resource = apierrors.GroupResource(attributes.group, attributes.resource)
+        try:
+            fischers = await self.list_fischers()
+        except NotReady:
+            raise apierrors.forbidden(
+                resource, attributes.name, "not yet ready to handle request"
+            ) from None
+        for fischer in fischers:
             if attributes.name in fischer.get("disallowedFlunders", ()):
                 raise apierrors.forbidden(
-                    apierrors.GroupResource(attributes.group, attributes.resource),
+                    resource,
                     attributes.name,
                     "this name may not be used, please change the resource name",
                 )

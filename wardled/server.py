@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+import attrs
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.web.resource import IResource
@@ -17,10 +18,11 @@ from twisted.web.server import Site
 
 from wardled.api.app import WardleAPI
 from wardled.api.filters import Authenticator, FilteredResource
-from wardled.api.health import health_endpoints, storage_check
+from wardled.api.health import HealthCheck, health_endpoints, storage_check
 from wardled.auth.authn import authenticate
+from wardled.cache.multiplexer import WatchMultiplexer
 from wardled.config import WardledConfig
-from wardled.registry.install import build_stores
+from wardled.registry.install import build_registry
 from wardled.storage.etcd import EtcdStorage
 from wardled.storage.interfaces import IStorage
 from wardled.tls import tls_endpoint_service
@@ -55,31 +57,67 @@ class QuietSite(Site):
     access_log = False
 
 
-def make_root(
+@attrs.frozen
+class APIServer:
+    """
+    The resource tree and the watch multiplexer feeding its caches (a
+    service: it must run for the caches to fill).
+    """
+
+    resource: IResource
+    multiplexer: WatchMultiplexer | None
+
+
+def build_api(
     storage: IStorage,
     key_prefix: str,
     reactor: Any,
     authenticator: Authenticator = authenticate,
     disabled_admission: Collection[str] = (),
     shutting_down: Callable[[], bool] = lambda: False,
-) -> IResource:
+) -> APIServer:
     """
-    The resource tree: filters in front of the routes, over C{storage}.
+    Filters in front of the routes, over C{storage} and its watch caches.
 
     @param reactor: provides C{seconds} (object timestamps) and C{callLater}
-        (health-check timeouts); a L{Clock} in tests.
+        (timeouts); a L{Clock} in tests.
     """
-    stores = build_stores(storage, key_prefix, reactor.seconds, disabled_admission)
+    registry = build_registry(storage, key_prefix, reactor, disabled_admission)
+    cachers = [store.cacher for store in registry.stores.values() if store.cacher]
+
+    async def caches_ready() -> None:
+        if not all(cacher.ready for cacher in cachers):
+            raise RuntimeError("watch cache not synced")
+
     health = health_endpoints(
         storage_check("etcd", storage.check_health, reactor, ETCD_HEALTH_TIMEOUT),
         storage_check("etcd-readiness", storage.check_health, reactor, ETCD_HEALTH_TIMEOUT),
         shutting_down,
+        extra_readiness=(HealthCheck("watch-cache", caches_ready),),
     )
-    api = WardleAPI(stores, health)
-    return FilteredResource(api.app.resource(), authenticator)
+    api = WardleAPI(registry.stores, health)
+    return APIServer(FilteredResource(api.app.resource(), authenticator), registry.multiplexer)
 
 
-def make_site(config: WardledConfig, storage: IStorage, reactor: Any) -> Site:
+def make_root(
+    storage: IStorage,
+    key_prefix: str,
+    reactor: Any,
+    authenticator: Authenticator = authenticate,
+    disabled_admission: Collection[str] = (),
+) -> IResource:
+    """
+    The resource tree with its caches started now (for in-memory tests).
+    """
+    server = build_api(storage, key_prefix, reactor, authenticator, disabled_admission)
+    if server.multiplexer is not None:
+        server.multiplexer.startService()
+    return server.resource
+
+
+def make_site(
+    config: WardledConfig, storage: IStorage, reactor: Any
+) -> tuple[Site, WatchMultiplexer | None]:
     """
     The HTTP site for C{config}.
     """
@@ -87,19 +125,19 @@ def make_site(config: WardledConfig, storage: IStorage, reactor: Any) -> Site:
     reactor.addSystemEventTrigger(
         "before", "shutdown", lambda: shutting_down.__setitem__(0, True)
     )
-    root = make_root(
+    server = build_api(
         storage,
         config.etcd_prefix,
         reactor,
         disabled_admission=config.disable_admission_plugins,
         shutting_down=lambda: shutting_down[0],
     )
-    site = QuietSite(root, reactor=reactor)
+    site = QuietSite(server.resource, reactor=reactor)
     site.access_log = config.access_log
     site.displayTracebacks = False
     if not config.http2:
         site.acceptableProtocols = lambda: [b"http/1.1"]  # type: ignore[method-assign]
-    return site
+    return site, server.multiplexer
 
 
 def make_service(config: WardledConfig, reactor: Any) -> MultiService:
@@ -115,6 +153,8 @@ def make_service(config: WardledConfig, reactor: Any) -> MultiService:
         key_file=config.etcd_keyfile,
     )
     StorageService(storage).setServiceParent(top)
-    site = make_site(config, storage, reactor)
+    site, multiplexer = make_site(config, storage, reactor)
+    if multiplexer is not None:
+        multiplexer.setServiceParent(top)
     tls_endpoint_service(reactor, config, site).setServiceParent(top)
     return top

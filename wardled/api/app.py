@@ -29,6 +29,7 @@ from wardled.api import (
     patch,
     respond,
     update,
+    watch,
 )
 from wardled.api import list as list_handler
 from wardled.api.context import request_context
@@ -47,6 +48,7 @@ HANDLERS: Mapping[str, Handler] = {
     "patch": patch.patch,
     "delete": delete.delete,
     "deletecollection": delete.delete_collection,
+    "watch": watch.watch,
 }
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -182,10 +184,10 @@ class WardleAPI:
     def _handler(self, verb: str, all_namespaces: bool) -> Handler:
         """
         The handler for C{verb}; a namespaced resource's cross-namespace path
-        only lists.
+        only lists and watches.
         """
         handler = HANDLERS.get(verb)
-        if handler is None or (all_namespaces and verb != "list"):
+        if handler is None or (all_namespaces and verb not in ("list", "watch")):
             raise apierrors.StatusError(
                 405,
                 "MethodNotAllowed",

@@ -16,9 +16,8 @@ from wardled.apis.wardle import GROUP, GROUP_VERSIONS, resources_in
 
 Object = dict[str, Any]
 
-# The verbs every resource serves, sorted as discovery lists them.  Watch
-# joins them with the watch multiplexer.
-VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update")
+# The verbs every resource serves, sorted as discovery lists them.
+VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
 def _version_entry(version: str) -> Object:

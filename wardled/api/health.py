@@ -91,9 +91,15 @@ class HealthEndpoint:
         return 200, "ok"
 
 
-def health_endpoints(storage_health: HealthCheck, readiness: HealthCheck, shutting_down: Callable[[], bool]) -> dict[str, HealthEndpoint]:
+def health_endpoints(
+    storage_health: HealthCheck,
+    readiness: HealthCheck,
+    shutting_down: Callable[[], bool],
+    extra_readiness: Sequence[HealthCheck] = (),
+) -> dict[str, HealthEndpoint]:
     """
-    The three endpoints with the reference's check names.
+    The three endpoints with the reference's check names, plus readiness
+    checks of wardled's own (the watch cache).
     """
 
     async def shutdown() -> None:
@@ -105,7 +111,8 @@ def health_endpoints(storage_health: HealthCheck, readiness: HealthCheck, shutti
         "healthz": HealthEndpoint("healthz", common),
         "livez": HealthEndpoint("livez", common),
         "readyz": HealthEndpoint(
-            "readyz", common + (readiness, HealthCheck("shutdown", shutdown))
+            "readyz",
+            (*common, readiness, *extra_readiness, HealthCheck("shutdown", shutdown)),
         ),
     }
 

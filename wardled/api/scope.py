@@ -7,6 +7,8 @@ namespace and name from the path, and the user.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from wardled.apis.scheme import ResourceType
@@ -22,3 +24,4 @@ class Scope:
     namespace: str
     name: str
     user: UserInfo
+    cacher: Any = None

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_registry -*-
 """
 Build the stores of the wardle.example.com group over one storage backend,
-with the admission chain the flags ask for.
+with their watch caches and the admission chain the flags ask for.
 """
 
 from __future__ import annotations
@@ -9,10 +9,67 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+import attrs
+
 from wardled.admission import BAN_FLUNDER, AdmissionChain, BanFlunder, IAdmissionPlugin
+from wardled.apis.scheme import ResourceType
+from wardled.apis.wardle import GROUP
+from wardled.cache.interfaces import CachedObject, ICacher
+from wardled.cache.multiplexer import WatchMultiplexer
 from wardled.registry import fischer, flunder
 from wardled.registry.store import ListOptions, Store
 from wardled.storage.interfaces import IStorage
+
+# How long BanFlunder waits for the Fischer cache's first sync before it
+# refuses creates (the reference's WaitForReady).
+ADMISSION_READY_TIMEOUT = 10.0
+
+# How long a consistent read waits for the cache to reach etcd's current
+# revision before reading etcd instead.  The group's own writes reach the
+# cache within milliseconds; a lag beyond this means writes outside the
+# group's prefix raised etcd's revision, which the cache only learns of from
+# etcd's progress notifications (run etcd with
+# --experimental-watch-progress-notify-interval to make those frequent).
+CONSISTENT_READ_WAIT = 0.25
+
+
+def group_prefix(key_prefix: str) -> str:
+    """
+    The key prefix of every object of the group (the reference doubles the
+    group: C{/registry/wardle.example.com/wardle.example.com/}).
+    """
+    return f"{key_prefix.rstrip('/')}/{GROUP}/"
+
+
+def cache_decoder(resource: ResourceType) -> Callable[[str, bytes, int], CachedObject]:
+    """
+    Decode a stored value once, for the cache.
+    """
+
+    def decode(key: str, value: bytes, revision: int) -> CachedObject:
+        obj = resource.from_storage(value, revision)
+        metadata = obj["metadata"]
+        return CachedObject(
+            key=key,
+            namespace=metadata.get("namespace", ""),
+            name=metadata.get("name", ""),
+            labels=metadata.get("labels", {}),
+            revision=revision,
+            obj=obj,
+        )
+
+    return decode
+
+
+@attrs.frozen
+class Registry:
+    """
+    The stores by plural name, and the multiplexer feeding their caches
+    (a service: start it before serving, stop it on shutdown).
+    """
+
+    stores: dict[str, Store]
+    multiplexer: WatchMultiplexer | None
 
 
 def build_stores(
@@ -22,20 +79,61 @@ def build_stores(
     disabled_admission: Collection[str] = (),
 ) -> dict[str, Store]:
     """
-    One L{Store} per resource, keyed by plural name.
-
-    v1alpha1 and v1beta1 Flunders share one store: they share one etcd prefix
-    and one storage version, so there is nothing to keep apart.
+    Stores without caches: every read goes to storage.
     """
-    fischers = Store(fischer.STRATEGY, storage, key_prefix, now)
+    return _stores(storage, key_prefix, now, disabled_admission, {})
+
+
+def build_registry(
+    storage: IStorage,
+    key_prefix: str,
+    clock: Any,
+    disabled_admission: Collection[str] = (),
+) -> Registry:
+    """
+    Stores served through one watch multiplexer over the group's prefix.
+
+    v1alpha1 and v1beta1 Flunders share one store and one cache: they share
+    one etcd prefix and one storage version.
+    """
+    multiplexer = WatchMultiplexer(
+        storage, group_prefix(key_prefix), clock, consistent_timeout=CONSISTENT_READ_WAIT
+    )
+    cachers: dict[str, ICacher] = {}
+    for strategy in (flunder.STRATEGY, fischer.STRATEGY):
+        resource = strategy.resource
+        prefix = f"{group_prefix(key_prefix)}{resource.plural}/"
+        cachers[resource.plural] = multiplexer.register(prefix, cache_decoder(resource))
+    stores = _stores(storage, key_prefix, clock.seconds, disabled_admission, cachers)
+    return Registry(stores, multiplexer)
+
+
+def _stores(
+    storage: IStorage,
+    key_prefix: str,
+    now: Callable[[], float],
+    disabled_admission: Collection[str],
+    cachers: dict[str, ICacher],
+) -> dict[str, Store]:
+    fischers = Store(
+        fischer.STRATEGY, storage, key_prefix, now, cacher=cachers.get("fischers")
+    )
+    fischer_cache = cachers.get("fischers")
 
     async def list_fischers() -> Sequence[dict[str, Any]]:
+        if fischer_cache is not None:
+            await fischer_cache.wait_until_ready(ADMISSION_READY_TIMEOUT)
         return (await fischers.list("", ListOptions())).items
 
     plugins: list[IAdmissionPlugin] = []
     if BAN_FLUNDER not in disabled_admission:
         plugins.append(BanFlunder(list_fischers))
     flunders = Store(
-        flunder.STRATEGY, storage, key_prefix, now, admission=AdmissionChain(tuple(plugins))
+        flunder.STRATEGY,
+        storage,
+        key_prefix,
+        now,
+        admission=AdmissionChain(tuple(plugins)),
+        cacher=cachers.get("flunders"),
     )
     return {"flunders": flunders, "fischers": fischers}

@@ -25,7 +25,9 @@ from wardled.apis.field import ErrorType as FieldErrorType
 from wardled.apis.field import FieldError, GoRepr
 from wardled.apis.scheme import ResourceType, order_metadata, set_resource_version
 from wardled.auth.user import UserInfo
+from wardled.cache.interfaces import CachedObject, ICacher
 from wardled.registry import continuetoken
+from wardled.registry.cachedreads import cache_revision, page_from_snapshot
 from wardled.registry.strategy import Strategy, before_create, before_update
 from wardled.storage.interfaces import (
     Compacted,
@@ -172,6 +174,7 @@ class Store:
         admission: AdmissionChain | None = None,
         new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
         name_suffix: Callable[[], str] = _random_suffix,
+        cacher: ICacher | None = None,
     ) -> None:
         self.strategy = strategy
         self.resource: ResourceType = strategy.resource
@@ -181,6 +184,7 @@ class Store:
         self.admission = admission or AdmissionChain()
         self.new_uid = new_uid
         self.name_suffix = name_suffix
+        self.cacher = cacher
 
     # Keys ------------------------------------------------------------------
 
@@ -200,7 +204,18 @@ class Store:
     # Reads -----------------------------------------------------------------
 
     async def get(self, namespace: str, name: str, resource_version: str = "") -> Object:
+        """
+        One object; served from the watch cache when it may answer.
+
+        The returned object may be shared with the cache: do not mutate it.
+        """
         minimum = parse_resource_version(resource_version)
+        cached_at = await cache_revision(self.cacher, minimum, resource_version == "0")
+        if cached_at is not None and self.cacher is not None:
+            cached = self.cacher.get(self.key(namespace, name))
+            if cached is None:
+                raise apierrors.not_found(self.resource.group_resource, name)
+            return cached.obj
         kv, revision = await _storage_call(self.storage.get(self.key(namespace, name)))
         _check_not_too_new(minimum, revision)
         if kv is None:
@@ -208,7 +223,14 @@ class Store:
         return self._decode(kv)
 
     async def list(self, namespace: str, options: ListOptions) -> ListPage:
+        """
+        A page of objects; served from the watch cache when it may answer
+        (see L{wardled.registry.cachedreads}), else from storage.
+        """
         prefix = self.list_prefix(namespace)
+        cached = await self._list_from_cache(prefix, options)
+        if cached is not None:
+            return cached
         start, revision, minimum = self._list_start(prefix, options)
         items: Objects = []
         last_key = ""
@@ -240,6 +262,35 @@ class Store:
             start = last_key + "\x00"
         _check_not_too_new(minimum, served_revision)
         return self._page(items, revision, prefix, last_key, more, count, options)
+
+    async def _list_from_cache(self, prefix: str, options: ListOptions) -> ListPage | None:
+        if options.continue_token or options.resource_version_match == EXACT:
+            return None
+        minimum = parse_resource_version(options.resource_version)
+        cached_at = await cache_revision(
+            self.cacher, minimum, options.resource_version == "0"
+        )
+        if cached_at is None or self.cacher is None:
+            return None
+        objects, revision = self.cacher.list(prefix)
+        items, token, remaining = page_from_snapshot(
+            objects,
+            revision,
+            prefix,
+            options.limit,
+            lambda cached: self._matches_cached(cached, options),
+            options.has_selectors,
+        )
+        return ListPage(items, revision, token, remaining)
+
+    def _matches_cached(self, cached: CachedObject, options: ListOptions) -> bool:
+        if options.label_selector is not None and not options.label_selector.matches(
+            cached.labels
+        ):
+            return False
+        return options.field_selector is None or options.field_selector.matches(
+            {"metadata.name": cached.name, "metadata.namespace": cached.namespace}
+        )
 
     def _list_start(self, prefix: str, options: ListOptions) -> tuple[str | None, int, int]:
         """

@@ -176,7 +176,18 @@ LIST_PARAMETERS = (
     LIMIT,
     CONTINUE,
 )
-WATCH_PARAMETERS = (WATCH, ALLOW_WATCH_BOOKMARKS)
+SEND_INITIAL_EVENTS = _query(
+    "sendInitialEvents",
+    "boolean",
+    "`sendInitialEvents=true` may be set together with `watch=true`. In that case, "
+    "the watch stream will begin with synthetic events to produce the current state "
+    "of objects in the collection. Once all such events have been sent, a synthetic "
+    '"Bookmark" event will be sent. The bookmark will report the ResourceVersion '
+    "(RV) corresponding to the set of objects, and be marked with "
+    '`"k8s.io/initial-events-end": "true"` annotation. When `sendInitialEvents` '
+    "option is set, we require `resourceVersionMatch` option to also be set.",
+)
+WATCH_PARAMETERS = (WATCH, ALLOW_WATCH_BOOKMARKS, SEND_INITIAL_EVENTS)
 WRITE_PARAMETERS = (DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION)
 DELETE_PARAMETERS = (GRACE_PERIOD_SECONDS, ORPHAN_DEPENDENTS, PROPAGATION_POLICY, DRY_RUN)
 
