@@ -11,6 +11,7 @@ blocks; call it from test set-up (C{setUpClass}), never from reactor code.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -301,3 +302,29 @@ class EtcdServer:
 
     def __repr__(self) -> str:
         return f"<EtcdServer {self.url} data_dir={self.data_dir!r}>"
+
+
+class SharedEtcdMixin:
+    """
+    For trial TestCases: one real etcd shared by every test of the class,
+    started on first use, restarted if a test left it stopped, stopped after
+    the class (and at exit, whatever happens).
+    """
+
+    timeout = 60
+    etcd: EtcdServer | None = None
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if cls.etcd is not None:
+            cls.etcd.stop()
+            cls.etcd = None
+
+    def shared_etcd(self) -> EtcdServer:
+        cls = type(self)
+        if cls.etcd is None:
+            cls.etcd = EtcdServer.start()
+            atexit.register(cls.etcd.stop)
+        if not cls.etcd.running:
+            cls.etcd.restart()
+        return cls.etcd

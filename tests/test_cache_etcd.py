@@ -10,7 +10,6 @@ that its watch can be held back while another client writes and compacts.
 
 from __future__ import annotations
 
-import atexit
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
@@ -24,7 +23,7 @@ from twisted.protocols.portforward import ProxyFactory, ProxyServer
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from tests.etcdserver import EtcdServer
+from tests.etcdserver import SharedEtcdMixin
 from tests.test_cache import decode, flunder, seen
 from wardled.cache.cacher import Cacher
 from wardled.cache.interfaces import ADDED, DELETED, MODIFIED, CacheEvent, TooOld
@@ -116,24 +115,9 @@ class CuttableProxy(ProxyFactory):
         return succeed(None) if stopping is None else stopping
 
 
-class CacheOnEtcdTests(TestCase):
-    timeout = 60
-    etcd: EtcdServer | None = None
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        if cls.etcd is not None:
-            cls.etcd.stop()
-            cls.etcd = None
-
+class CacheOnEtcdTests(SharedEtcdMixin, TestCase):
     def setUp(self) -> None:
-        cls = type(self)
-        if cls.etcd is None:
-            cls.etcd = EtcdServer.start()
-            atexit.register(cls.etcd.stop)
-        self.server = cls.etcd
-        if not self.server.running:
-            self.server.restart()
+        self.server = self.shared_etcd()
         root = f"/t{uuid.uuid4().hex[:8]}"
         self.group = f"{root}/wardle.example.com/"
         self.flunders_prefix = f"{self.group}wardle.example.com/flunders/"

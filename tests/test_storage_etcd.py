@@ -30,7 +30,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from tests.etcdserver import EtcdServer, EtcdTLS
+from tests.etcdserver import EtcdServer, EtcdTLS, SharedEtcdMixin
 from tests.test_storage_conformance import Recorder
 from wardled.storage._gateway import b64, prefix_end
 from wardled.storage.etcd import BACKOFF_INITIAL, EtcdStorage
@@ -496,28 +496,13 @@ def _pause(seconds: float) -> Deferred[None]:
     return deferLater(reactor, seconds, lambda: None)
 
 
-class EtcdFaultTests(TestCase):
+class EtcdFaultTests(SharedEtcdMixin, TestCase):
     """
     A real etcd that restarts, stops, or hides behind a dead server URL.
     """
 
-    timeout = 60
-    etcd: EtcdServer | None = None
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        if cls.etcd is not None:
-            cls.etcd.stop()
-            cls.etcd = None
-
     def setUp(self) -> None:
-        cls = type(self)
-        if cls.etcd is None:
-            cls.etcd = EtcdServer.start()
-            atexit.register(cls.etcd.stop)
-        self.server = cls.etcd
-        if not self.server.running:
-            self.server.restart()
+        self.server = self.shared_etcd()
 
     def make_storage(self, servers: list[str], timeout: float = 5.0) -> EtcdStorage:
         storage = EtcdStorage(reactor, servers, "/faults/", request_timeout=timeout)
