@@ -133,7 +133,10 @@ class KeepAliveConnection:
     """
 
     def __init__(
-        self, endpoint: Endpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        endpoint: Endpoint,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         self._endpoint = endpoint
         self._reader = reader
@@ -169,7 +172,7 @@ class KeepAliveConnection:
         return head.status, await self._reader.readexactly(length)
 
     async def _read_chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await self._reader.readuntil(_CRLF)).split(b";")[0], 16)
             if size == 0:

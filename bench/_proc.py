@@ -6,8 +6,9 @@ CPU is read from C{/proc/<pid>/stat} (user + system time of every thread,
 in clock ticks, so with a 10 ms resolution) and memory from C{VmRSS} in
 C{/proc/<pid>/status}.  Busy time of the machine (user + nice + system
 from C{/proc/stat}) minus the time of the processes a benchmark started
-tells how much CPU something else took during a measurement: on this
-2-core box anything else running skews every figure.
+and of kernel threads (C{ksoftirqd} and workers doing the benchmark's own
+loopback networking) tells how much CPU something else took during a
+measurement: on this 2-core box anything else running skews every figure.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # /proc/<pid>/stat fields (1-based in proc(5)) after the ")" that ends comm:
 # field 14 (utime) and 15 (stime) are at indexes 11 and 12 of the rest.
+_FLAGS_INDEX = 6
 _UTIME_INDEX = 11
 _STIME_INDEX = 12
+_PF_KTHREAD = 0x00200000
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -35,13 +38,37 @@ def process_cpu_seconds(pid: int) -> float:
 
     @return: 0.0 when the process is gone.
     """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    return (int(fields[_UTIME_INDEX]) + int(fields[_STIME_INDEX])) / CLOCK_TICKS
+
+
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """
+    The fields of C{/proc/<pid>/stat} after the command name (state first),
+    or C{None} when the process is gone.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             text = stat.read()
     except OSError:
-        return 0.0
-    fields = text[text.rindex(b")") + 2 :].split()
-    return (int(fields[_UTIME_INDEX]) + int(fields[_STIME_INDEX])) / CLOCK_TICKS
+        return None
+    return text[text.rindex(b")") + 2 :].split()
+
+
+def kernel_threads_cpu_seconds() -> float:
+    """
+    CPU seconds used so far by all kernel threads (C{ksoftirqd}, kworkers).
+    """
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(entry)
+        if fields is not None and int(fields[_FLAGS_INDEX]) & _PF_KTHREAD:
+            total += int(fields[_UTIME_INDEX]) + int(fields[_STIME_INDEX])
+    return total / CLOCK_TICKS
 
 
 def rss_bytes(pid: int) -> int:
@@ -78,11 +105,13 @@ class CpuSnapshot:
 
     @ivar at: C{time.monotonic()} when read.
     @ivar machine: L{machine_busy_seconds}.
+    @ivar kernel: L{kernel_threads_cpu_seconds}.
     @ivar processes: CPU seconds of each watched process by pid.
     """
 
     at: float
     machine: float
+    kernel: float
     processes: dict[int, float]
 
     @classmethod
@@ -93,6 +122,7 @@ class CpuSnapshot:
         return cls(
             time.monotonic(),
             machine_busy_seconds(),
+            kernel_threads_cpu_seconds(),
             {pid: process_cpu_seconds(pid) for pid in pids},
         )
 
@@ -104,12 +134,14 @@ class CpuUsage:
 
     @ivar elapsed: wall-clock seconds between them.
     @ivar processes: CPU seconds each watched process used.
+    @ivar kernel: CPU seconds kernel threads used.
     @ivar other: CPU seconds the rest of the machine used (busy time not
-        spent in a watched process).
+        spent in a watched process or a kernel thread).
     """
 
     elapsed: float
     processes: dict[int, float]
+    kernel: float
     other: float
 
     @classmethod
@@ -123,8 +155,9 @@ class CpuUsage:
             for pid in before.processes
             if pid in after.processes
         }
-        other = after.machine - before.machine - sum(used.values())
-        return cls(after.at - before.at, used, max(other, 0.0))
+        kernel = after.kernel - before.kernel
+        other = after.machine - before.machine - sum(used.values()) - kernel
+        return cls(after.at - before.at, used, kernel, max(other, 0.0))
 
     def of(self, pid: int) -> float:
         """
@@ -138,6 +171,27 @@ class CpuUsage:
         The rest of the machine's CPU as a fraction of one core.
         """
         return self.other / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def pid_running(argument: str) -> int:
+    """
+    The pid of the process whose command line has C{argument} as one of
+    its arguments (e.g. etcd's C{--data-dir=...}, unique to one server).
+
+    @raise LookupError: no such process.
+    """
+    wanted = argument.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                arguments = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if wanted in arguments:
+            return int(entry)
+    raise LookupError(f"no process running with argument {argument!r}")
 
 
 def wait_until_quiet(
@@ -189,7 +243,11 @@ def _cpu_model() -> str:
 def _etcd_version(binary: str) -> str:
     try:
         output = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10
+            [binary, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"

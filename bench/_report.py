@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeAlias
 
 import attrs
 
 #: Per watcher: revisions received and, at the same index, when.
-Receipts = Sequence[tuple[array[int], array[float]]]
+Receipts: TypeAlias = "Sequence[tuple[array[int], array[float]]]"
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -79,16 +80,21 @@ class PhaseResult:
     @ivar writes: writes acknowledged.
     @ivar write_errors: writes that failed.
     @ivar window: seconds from the first write's due time to the last ack.
+    @ivar cpu_elapsed: seconds over which CPU was counted (the writer's
+        window plus connecting it and draining the watchers).
     @ivar deliveries: what the watchers received.
     @ivar ended_early: streams the server ended during the run.
     @ivar server_cpu: CPU seconds of the serving process in the window
         (wardled, or etcd for the etcd baseline).
     @ivar etcd_cpu: CPU seconds of etcd in the window.
-    @ivar client_cpu: CPU seconds of the watcher processes.
+    @ivar client_cpu: CPU seconds of the watcher processes in the window.
+    @ivar kernel_cpu: CPU seconds of kernel threads in the window (mostly
+        loopback networking).
     @ivar other_cpu_share: the rest of the machine, in cores, in the window.
     @ivar rss_growth: serving process RSS with the watchers connected and
         idle minus before they connected, in bytes.
-    @ivar write_latency_p50: median seconds from write to ack.
+    @ivar write_latency_p50: median seconds from sending a write to its ack.
+    @ivar write_latency_p99: the 99th percentile of the same.
     @ivar writer_max_lag: longest a write waited for a free connection.
     @ivar errors: the first connect and write errors.
     """
@@ -100,14 +106,17 @@ class PhaseResult:
     writes: int
     write_errors: int
     window: float
+    cpu_elapsed: float
     deliveries: Deliveries
     ended_early: int
     server_cpu: float
     etcd_cpu: float
     client_cpu: float
+    kernel_cpu: float
     other_cpu_share: float
     rss_growth: int
     write_latency_p50: float
+    write_latency_p99: float
     writer_max_lag: float
     errors: list[str]
 
@@ -145,7 +154,8 @@ class PhaseResult:
 
     @property
     def server_cpu_share(self) -> float:
-        return self.server_cpu / self.window if self.window > 0 else 0.0
+        elapsed = self.cpu_elapsed
+        return self.server_cpu / elapsed if elapsed > 0 else 0.0
 
     @property
     def rss_per_watcher_kib(self) -> float:
@@ -177,6 +187,7 @@ class PhaseResult:
             "server_cpu_s": round(self.server_cpu, 2),
             "etcd_cpu_s": round(self.etcd_cpu, 2),
             "client_cpu_s": round(self.client_cpu, 2),
+            "kernel_cpu_s": round(self.kernel_cpu, 2),
             "server_cpu_per_event_us": _round(self.server_cpu_per_event_us),
             "stack_cpu_per_event_us": _round(self.stack_cpu_per_event_us),
             "server_cpu_share": round(self.server_cpu_share, 3),
@@ -184,6 +195,7 @@ class PhaseResult:
             "rss_growth_bytes": self.rss_growth,
             "rss_per_watcher_kib": _round(self.rss_per_watcher_kib),
             "write_latency_p50_ms": _round(1000 * self.write_latency_p50),
+            "write_latency_p99_ms": _round(1000 * self.write_latency_p99),
             "writer_max_lag_ms": _round(1000 * self.writer_max_lag),
             "errors": self.errors,
         }
@@ -209,6 +221,7 @@ METRICS = (
     Metric("delivered events/s", lambda r: r.events_per_second, 0),
     Metric("latency p50 (ms)", lambda r: r.latency_p50_ms, 2),
     Metric("latency p99 (ms)", lambda r: r.latency_p99_ms, 2),
+    Metric("write→ack p50 (ms)", lambda r: 1000 * r.write_latency_p50, 2),
     Metric("server CPU/event (µs)", lambda r: r.server_cpu_per_event_us, 1),
     Metric("+ etcd CPU/event (µs)", lambda r: r.stack_cpu_per_event_us, 1),
     Metric("server CPU (% core)", lambda r: 100 * r.server_cpu_share, 0),
@@ -241,7 +254,7 @@ def comparison_rows(
     """
     The table's rows: for each (wardled, etcd) pair one row per metric.
     """
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for ours, theirs in pairs:
         watchers = f"{ours.watchers:,}"
         rate = f"{ours.rate:g}"

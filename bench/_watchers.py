@@ -62,12 +62,10 @@ class WorkerResult:
     @ivar receipts: per watcher, the revisions received and, at the same
         index, when (C{time.monotonic()}).
     @ivar ended_early: streams the server ended before the drain.
-    @ivar cpu_seconds: the worker's own CPU time while it ran.
     """
 
     receipts: list[tuple[array[int], array[float]]]
     ended_early: int
-    cpu_seconds: float
 
 
 class WatchProtocol(asyncio.Protocol):
@@ -108,11 +106,10 @@ class WatchProtocol(asyncio.Protocol):
         head = self._decoder.head
         if head is None:
             return
+        marker = self._target.ready_marker
         if head.status != 200:
             self._fail(f"{self._target.name} watch answered HTTP {head.status}")
-        elif self._target.ready_marker is None:
-            self.ready.set_result(None)
-        elif any(self._target.ready_marker in line for line in lines):
+        elif marker is None or any(marker in line for line in lines):
             self.ready.set_result(None)
 
     def _fail(self, message: str) -> None:
@@ -182,7 +179,9 @@ async def _open_all(
     return watchers, errors
 
 
-async def _drain(watchers: list[WatchProtocol], last_revision: int, timeout: float) -> None:
+async def _drain(
+    watchers: list[WatchProtocol], last_revision: int, timeout: float
+) -> None:
     """
     Wait until every open watcher has seen C{last_revision}, or C{timeout}.
     """
@@ -210,7 +209,7 @@ async def _serve(
         ended_early = sum(1 for w in watchers if w.closed)
         await _drain(watchers, command[1], command[2])
         receipts = [(w.revisions, w.times) for w in watchers]
-        pipe.send(("result", WorkerResult(receipts, ended_early, time.process_time())))
+        pipe.send(("result", WorkerResult(receipts, ended_early)))
     finally:
         for watcher in watchers:
             if watcher.transport is not None:

@@ -142,7 +142,9 @@ async def run_writer(
     return result
 
 
-def write(target: WriteTarget, rate: float, duration: float, connections: int) -> WriteResult:
+def write(
+    target: WriteTarget, rate: float, duration: float, connections: int
+) -> WriteResult:
     """
     Run L{run_writer} in a fresh event loop (blocking).
     """

@@ -93,6 +93,7 @@ class OptionsTests(SynchronousTestCase):
                 "--disable-admission-plugins=BanFlunder",
                 "--disable-http2-serving",
                 "--access-log",
+                "--watch-cache-sizes=flunders.wardle.example.com#500,fischers.wardle.example.com#7",
             ]
         )
         self.assertEqual(
@@ -108,6 +109,7 @@ class OptionsTests(SynchronousTestCase):
                 cert_dir="/var/lib/wardled/certs",
                 disable_admission_plugins=frozenset({"BanFlunder"}),
                 http2=False,
+                watch_cache_sizes=(("flunders", 500), ("fischers", 7)),
                 access_log=True,
             ),
         )
@@ -185,6 +187,20 @@ class OptionsTests(SynchronousTestCase):
             ["--etcd-servers", ETCD, "--disable-admission-plugins", "BanFlunder,Nope"],
             'disable-admission-plugins plugin "Nope" is unknown',
         )
+
+    def test_bad_watch_cache_sizes(self) -> None:
+        want = "want a whole number of events >= 1 (wardled always caches)"
+        for value, message in [
+            ("pods#5", "invalid --watch-cache-sizes entry 'pods#5': want "
+             + "flunders.wardle.example.com#SIZE or fischers.wardle.example.com#SIZE"),
+            ("flunders.wardle.example.com#x", "invalid --watch-cache-sizes size 'x' for "
+             + f"flunders.wardle.example.com: {want}"),
+            ("fischers.wardle.example.com#0", "invalid --watch-cache-sizes size '0' for "
+             + f"fischers.wardle.example.com: {want}"),
+        ]:
+            self.assertUsageError(
+                ["--etcd-servers", ETCD, "--watch-cache-sizes", value], message
+            )
 
     def test_unreadable_files(self) -> None:
         """

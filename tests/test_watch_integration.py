@@ -342,6 +342,26 @@ def test_too_old_is_410_error_event(restartable: tuple[EtcdServer, WardledProces
         wardled.stop()
 
 
+def test_history_window_from_flag(restartable: tuple[EtcdServer, WardledProcess]) -> None:
+    etcd, first = restartable
+    wardled = WardledProcess.start(
+        etcd.url, first.pki, extra_args=["--watch-cache-sizes=flunders.wardle.example.com#3"]
+    )
+    try:
+        start = create(wardled, "window", "w0")["metadata"]["resourceVersion"]
+        for index in range(1, 6):
+            create(wardled, "window", f"w{index}")
+        path = f"{V1B}/namespaces/window/flunders?watch=true&resourceVersion={start}"
+        with wardled.stream(path) as stream:
+            event = next_event(stream)
+        assert (event["type"], event["object"]["code"]) == ("ERROR", 410)
+        recent = int(start) + 3
+        with wardled.stream(path.replace(start, str(recent))) as stream:
+            assert [n for _, n, _ in events(stream, 2)] == ["w4", "w5"]
+    finally:
+        wardled.stop()
+
+
 def etcd_request(etcd: EtcdServer, path: str, body: dict[str, Any]) -> Any:
     """
     One call to etcd's JSON gateway, as an operator's tool would make it.

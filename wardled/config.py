@@ -38,3 +38,5 @@ class WardledConfig:
     disable_admission_plugins: frozenset[str] = frozenset()
     http2: bool = True
     access_log: bool = False
+    # (plural, history length) pairs; resources not named keep the default.
+    watch_cache_sizes: tuple[tuple[str, int], ...] = ()

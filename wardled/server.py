@@ -7,7 +7,7 @@ L{MultiService} so twistd starts and stops them in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import attrs
@@ -75,6 +75,7 @@ def build_api(
     authenticator: Authenticator = authenticate,
     disabled_admission: Collection[str] = (),
     shutting_down: Callable[[], bool] = lambda: False,
+    history_sizes: Mapping[str, int] | None = None,
 ) -> APIServer:
     """
     Filters in front of the routes, over C{storage} and its watch caches.
@@ -82,7 +83,9 @@ def build_api(
     @param reactor: provides C{seconds} (object timestamps) and C{callLater}
         (timeouts); a L{Clock} in tests.
     """
-    registry = build_registry(storage, key_prefix, reactor, disabled_admission)
+    registry = build_registry(
+        storage, key_prefix, reactor, disabled_admission, history_sizes
+    )
     cachers = [store.cacher for store in registry.stores.values() if store.cacher]
 
     async def caches_ready() -> None:
@@ -131,6 +134,7 @@ def make_site(
         reactor,
         disabled_admission=config.disable_admission_plugins,
         shutting_down=lambda: shutting_down[0],
+        history_sizes=dict(config.watch_cache_sizes),
     )
     site = QuietSite(server.resource, reactor=reactor)
     site.access_log = config.access_log

@@ -129,6 +129,34 @@ def parse_admission_plugins(names: Sequence[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+WATCH_CACHE_RESOURCES = ("flunders.wardle.example.com", "fischers.wardle.example.com")
+
+
+def parse_watch_cache_sizes(value: str | None) -> tuple[tuple[str, int], ...]:
+    """
+    C{--watch-cache-sizes} as the reference spells it
+    (C{flunders.wardle.example.com#5000,...}): the history length per resource.
+
+    @raise usage.UsageError: an unknown resource, a bad number, or 0 (the
+        reference's "no cache"; wardled serves watches from the cache).
+    """
+    sizes: list[tuple[str, int]] = []
+    for entry in _split_list(value or ""):
+        resource, sep, number = entry.partition("#")
+        if not sep or resource not in WATCH_CACHE_RESOURCES:
+            raise usage.UsageError(
+                f"invalid --watch-cache-sizes entry {entry!r}: want "
+                "flunders.wardle.example.com#SIZE or fischers.wardle.example.com#SIZE"
+            )
+        if not number.isdigit() or int(number) < 1:
+            raise usage.UsageError(
+                f"invalid --watch-cache-sizes size {number!r} for {resource}: "
+                "want a whole number of events >= 1 (wardled always caches)"
+            )
+        sizes.append((resource.partition(".")[0], int(number)))
+    return tuple(sizes)
+
+
 def check_readable(flag: str, path: str) -> None:
     """
     Check that the file given to C{--flag} can be read.
@@ -243,6 +271,15 @@ class Options(usage.Options):
         ["tls-private-key-file", None, None, "Key of --tls-cert-file (PEM)."],
         ["client-ca-file", None, None, _CLIENT_CA_HELP],
         ["cert-dir", None, DEFAULT_CERT_DIR, _CERT_DIR_HELP],
+        [
+            "watch-cache-sizes",
+            None,
+            None,
+            (
+                "Watch history length per resource, e.g. "
+                "flunders.wardle.example.com#20000 (default 10000 events)."
+            ),
+        ],
     ]
 
     optFlags: ClassVar[list[list[str | None]]] = [
@@ -299,6 +336,7 @@ class Options(usage.Options):
             ),
             http2=not self["disable-http2-serving"],
             access_log=bool(self["access-log"]),
+            watch_cache_sizes=parse_watch_cache_sizes(self["watch-cache-sizes"]),
         )
         _check_pairs(self.config)
         _check_tls_files(self.config)

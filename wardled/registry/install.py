@@ -6,7 +6,7 @@ with their watch caches and the admission chain the flags ask for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -23,6 +23,10 @@ from wardled.storage.interfaces import IStorage
 # How long BanFlunder waits for the Fischer cache's first sync before it
 # refuses creates (the reference's WaitForReady).
 ADMISSION_READY_TIMEOUT = 10.0
+
+# Watch history kept per resource (the reference's watch cache default is
+# about as large).
+DEFAULT_HISTORY_SIZE = 10_000
 
 # How long a consistent read waits for the cache to reach etcd's current
 # revision before reading etcd instead.  The group's own writes reach the
@@ -89,6 +93,7 @@ def build_registry(
     key_prefix: str,
     clock: Any,
     disabled_admission: Collection[str] = (),
+    history_sizes: Mapping[str, int] | None = None,
 ) -> Registry:
     """
     Stores served through one watch multiplexer over the group's prefix.
@@ -103,7 +108,10 @@ def build_registry(
     for strategy in (flunder.STRATEGY, fischer.STRATEGY):
         resource = strategy.resource
         prefix = f"{group_prefix(key_prefix)}{resource.plural}/"
-        cachers[resource.plural] = multiplexer.register(prefix, cache_decoder(resource))
+        history = (history_sizes or {}).get(resource.plural, DEFAULT_HISTORY_SIZE)
+        cachers[resource.plural] = multiplexer.register(
+            prefix, cache_decoder(resource), history_size=history
+        )
     stores = _stores(storage, key_prefix, clock.seconds, disabled_admission, cachers)
     return Registry(stores, multiplexer)
 
