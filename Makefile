@@ -4,6 +4,7 @@
 #   make run     local etcd + certificates + twistd -n wardled on 127.0.0.1:8443
 #   make test    lint, then the whole test suite (installs etcd with apt-get if missing)
 #   make lint    ruff + mypy
+#   make bench   benchmarks against raw etcd (minutes; not in make test)
 #   make clean   build output, caches and .venv; make distclean also stops the
 #                development etcd and removes .dev/
 
@@ -15,13 +16,13 @@ DEV := .dev
 CERTS := $(DEV)/certs
 PORT ?= 8443
 ETCD_URL := http://127.0.0.1:2379
-LINT_PATHS := wardled tests twisted/plugins
+LINT_PATHS := wardled tests twisted/plugins bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv run test lint clean distclean etcd-installed etcd-dev etcd-stop certs
+.PHONY: venv run test lint bench clean distclean etcd-installed etcd-dev etcd-stop certs
 
 venv: $(STAMP)
 
@@ -90,6 +91,12 @@ run: venv etcd-dev certs
 
 test: venv etcd-installed lint
 	$(PY) -m pytest -q
+
+# Benchmarks (not part of make test): watch fan-out against etcd's own, in
+# one run.  BENCH_ARGS="--rounds 1" for a quicker run; --help for more.
+bench: venv etcd-installed
+	@mkdir -p $(DEV)
+	$(PY) -m bench.watch_fanout --json $(DEV)/watch_fanout.json $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)

@@ -71,8 +71,8 @@ class PhaseSpec:
     @ivar writer: what the writer writes.
     @ivar server_pid: the process serving the watchers.
     @ivar etcd_pid: etcd's process.
-    @ivar quiet_pids: processes of the benchmark that may be busy while
-        waiting for the machine to be quiet.
+    @ivar own_pids: the benchmark's long-lived processes (etcd, wardled,
+        this one): never counted as "other" load.
     """
 
     target: str
@@ -82,11 +82,15 @@ class PhaseSpec:
     writer: WriteTarget
     server_pid: int
     etcd_pid: int
-    quiet_pids: tuple[int, ...]
+    own_pids: tuple[int, ...]
 
 
 @attrs.define
 class _Worker:
+    """
+    A watcher process and this end of its pipe.
+    """
+
     process: BaseProcess
     pipe: Connection
 
@@ -106,6 +110,9 @@ class _Worker:
         return None
 
     def stop(self) -> None:
+        """
+        Tell it to go (if it has not), wait, and kill it if it lingers.
+        """
         self.send(("abort",))
         self.process.join(_JOIN_TIMEOUT)
         if self.process.is_alive():
@@ -188,7 +195,7 @@ def _result(
     errors: list[str],
 ) -> PhaseResult:
     receipts = [pair for result in received for pair in result.receipts]
-    deliveries = Deliveries.match(receipts, written.acks)
+    deliveries = Deliveries.match(receipts, written.acks, written.sends)
     write_latencies = sorted(written.write_latencies)
     return PhaseResult(
         target=spec.target,
@@ -197,7 +204,7 @@ def _result(
         rate=spec.rate,
         writes=len(written.acks),
         write_errors=len(written.errors),
-        window=max(written.finished - written.started, 0.0),
+        window=max(written.finished - written.started, 0.0) + 1 / spec.rate,
         cpu_elapsed=usage.elapsed,
         deliveries=deliveries,
         ended_early=sum(result.ended_early for result in received),
@@ -210,6 +217,7 @@ def _result(
         ),
         kernel_cpu=usage.kernel,
         other_cpu_share=usage.other_share,
+        top_others=usage.top_others,
         rss_growth=rss_growth,
         write_latency_p50=percentile(write_latencies, 0.5),
         write_latency_p99=percentile(write_latencies, 0.99),
@@ -226,24 +234,30 @@ def run_phase(
     """
     Measure one fan-out; every worker is ended before this returns.
     """
-    noise = wait_until_quiet(spec.quiet_pids, settings.quiet_limit, settings.quiet_wait)
-    log(f"  {spec.target} x{spec.watchers}: machine {100 * noise:.0f}% busy elsewhere")
+    # Quiet means everything, the servers too (still closing the previous
+    # phase's connections), apart from this process.
+    busy = wait_until_quiet([os.getpid()], settings.quiet_limit, settings.quiet_wait)
+    log(f"  {spec.target} x{spec.watchers}: machine {100 * busy:.0f}% busy before")
     rss_before = rss_bytes(spec.server_pid)
+    connecting = time.monotonic()
     workers = _start_workers(spec, settings)
     try:
         ready_timeout = settings.connect_timeout * 2 + _MESSAGE_SLACK
         connected, errors = _await_ready(workers, ready_timeout)
-        log(f"  {spec.target} x{spec.watchers}: {connected} watchers established")
+        took = time.monotonic() - connecting
+        log(
+            f"  {spec.target} x{spec.watchers}: {connected} established in {took:.1f} s"
+        )
         time.sleep(settings.settle)
         rss_growth = rss_bytes(spec.server_pid) - rss_before
-        pids = {spec.server_pid, spec.etcd_pid, os.getpid()}
+        pids = {spec.server_pid, spec.etcd_pid, os.getpid(), *spec.own_pids}
         pids.update(w.process.pid for w in workers if w.process.pid is not None)
-        before = CpuSnapshot.take(pids)
+        before = CpuSnapshot.take()
         written = write(
             spec.writer, spec.rate, settings.duration, settings.writer_connections
         )
         received = _collect(workers, written.last_revision, settings.drain_timeout)
-        usage = CpuUsage.between(before, CpuSnapshot.take(pids))
+        usage = CpuUsage.between(before, CpuSnapshot.take(), pids)
     finally:
         for worker in workers:
             worker.stop()

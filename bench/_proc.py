@@ -32,43 +32,49 @@ _STIME_INDEX = 12
 _PF_KTHREAD = 0x00200000
 
 
-def process_cpu_seconds(pid: int) -> float:
+@attrs.frozen
+class ProcessSample:
     """
-    User + system CPU seconds used so far by process C{pid} (all threads).
+    One process's CPU counter.
 
-    @return: 0.0 when the process is gone.
+    @ivar name: its command name (C{comm}).
+    @ivar kernel: whether it is a kernel thread.
+    @ivar cpu: user + system CPU seconds used so far.
     """
-    fields = _stat_fields(pid)
-    if fields is None:
-        return 0.0
-    return (int(fields[_UTIME_INDEX]) + int(fields[_STIME_INDEX])) / CLOCK_TICKS
+
+    name: str
+    kernel: bool
+    cpu: float
 
 
-def _stat_fields(pid: int | str) -> list[bytes] | None:
+def _sample(pid: str) -> ProcessSample | None:
     """
-    The fields of C{/proc/<pid>/stat} after the command name (state first),
-    or C{None} when the process is gone.
+    Read C{/proc/<pid>/stat}; C{None} when the process is gone.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             text = stat.read()
     except OSError:
         return None
-    return text[text.rindex(b")") + 2 :].split()
+    name_end = text.rindex(b")")
+    name = text[text.index(b"(") + 1 : name_end].decode("utf-8", "replace")
+    fields = text[name_end + 2 :].split()
+    ticks = int(fields[_UTIME_INDEX]) + int(fields[_STIME_INDEX])
+    kernel = bool(int(fields[_FLAGS_INDEX]) & _PF_KTHREAD)
+    return ProcessSample(name, kernel, ticks / CLOCK_TICKS)
 
 
-def kernel_threads_cpu_seconds() -> float:
+def all_processes() -> dict[int, ProcessSample]:
     """
-    CPU seconds used so far by all kernel threads (C{ksoftirqd}, kworkers).
+    The CPU counter of every process now.
     """
-    total = 0
+    samples = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat_fields(entry)
-        if fields is not None and int(fields[_FLAGS_INDEX]) & _PF_KTHREAD:
-            total += int(fields[_UTIME_INDEX]) + int(fields[_STIME_INDEX])
-    return total / CLOCK_TICKS
+        if entry.isdigit():
+            sample = _sample(entry)
+            if sample is not None:
+                samples[int(entry)] = sample
+    return samples
 
 
 def rss_bytes(pid: int) -> int:
@@ -105,26 +111,19 @@ class CpuSnapshot:
 
     @ivar at: C{time.monotonic()} when read.
     @ivar machine: L{machine_busy_seconds}.
-    @ivar kernel: L{kernel_threads_cpu_seconds}.
-    @ivar processes: CPU seconds of each watched process by pid.
+    @ivar processes: every process's counter by pid.
     """
 
     at: float
     machine: float
-    kernel: float
-    processes: dict[int, float]
+    processes: dict[int, ProcessSample]
 
     @classmethod
-    def take(cls, pids: Iterable[int]) -> CpuSnapshot:
+    def take(cls) -> CpuSnapshot:
         """
-        Read the counters of the machine and of C{pids} now.
+        Read the counters of the machine and of every process now.
         """
-        return cls(
-            time.monotonic(),
-            machine_busy_seconds(),
-            kernel_threads_cpu_seconds(),
-            {pid: process_cpu_seconds(pid) for pid in pids},
-        )
+        return cls(time.monotonic(), machine_busy_seconds(), all_processes())
 
 
 @attrs.frozen
@@ -134,30 +133,52 @@ class CpuUsage:
 
     @ivar elapsed: wall-clock seconds between them.
     @ivar processes: CPU seconds each watched process used.
-    @ivar kernel: CPU seconds kernel threads used.
+    @ivar kernel: CPU seconds kernel threads used (mostly the benchmark's
+        own loopback networking).
     @ivar other: CPU seconds the rest of the machine used (busy time not
-        spent in a watched process or a kernel thread).
+        spent in a watched process or a kernel thread; this includes
+        processes that came and went in between).
+    @ivar top_others: the largest other consumers seen in both snapshots
+        or started in between, as C{"name[pid] seconds"}.
     """
 
     elapsed: float
     processes: dict[int, float]
     kernel: float
     other: float
+    top_others: list[str]
 
     @classmethod
-    def between(cls, before: CpuSnapshot, after: CpuSnapshot) -> CpuUsage:
+    def between(
+        cls, before: CpuSnapshot, after: CpuSnapshot, watched: Iterable[int]
+    ) -> CpuUsage:
         """
-        The usage from C{before} to C{after} (pids missing from either are
-        left out).
+        The usage from C{before} to C{after}, attributing the processes
+        C{watched} to the benchmark.
         """
-        used = {
-            pid: after.processes[pid] - before.processes[pid]
-            for pid in before.processes
-            if pid in after.processes
+        watched = set(watched)
+        deltas = {
+            pid: (sample, sample.cpu - _cpu_at(before, pid))
+            for pid, sample in after.processes.items()
         }
-        kernel = after.kernel - before.kernel
+        used = {pid: deltas[pid][1] for pid in watched if pid in deltas}
+        kernel = sum(delta for sample, delta in deltas.values() if sample.kernel)
         other = after.machine - before.machine - sum(used.values()) - kernel
-        return cls(after.at - before.at, used, kernel, max(other, 0.0))
+        others = sorted(
+            (
+                (delta, f"{sample.name}[{pid}] {delta:.2f}s")
+                for pid, (sample, delta) in deltas.items()
+                if pid not in watched and not sample.kernel and delta > 0
+            ),
+            reverse=True,
+        )
+        return cls(
+            after.at - before.at,
+            used,
+            kernel,
+            max(other, 0.0),
+            [label for _, label in others[:3]],
+        )
 
     def of(self, pid: int) -> float:
         """
@@ -171,6 +192,11 @@ class CpuUsage:
         The rest of the machine's CPU as a fraction of one core.
         """
         return self.other / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def _cpu_at(snapshot: CpuSnapshot, pid: int) -> float:
+    sample = snapshot.processes.get(pid)
+    return 0.0 if sample is None else sample.cpu
 
 
 def pid_running(argument: str) -> int:
@@ -207,11 +233,11 @@ def wait_until_quiet(
     watched = list(pids)
     deadline = time.monotonic() + timeout
     while True:
-        before = CpuSnapshot.take(watched)
+        before = CpuSnapshot.take()
         time.sleep(window)
-        share = CpuUsage.between(before, CpuSnapshot.take(watched)).other_share
-        if share < limit or time.monotonic() >= deadline:
-            return share
+        usage = CpuUsage.between(before, CpuSnapshot.take(), watched)
+        if usage.other_share < limit or time.monotonic() >= deadline:
+            return usage.other_share
 
 
 def raise_open_files_limit(wanted: int) -> int:

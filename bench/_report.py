@@ -7,6 +7,7 @@ simple table that can be pasted into README.rst as it is.
 from __future__ import annotations
 
 import math
+import statistics
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
@@ -36,21 +37,29 @@ class Deliveries:
         revision by each watcher).
     @ivar missed: acknowledged writes some watcher never received.
     @ivar duplicates: receipts of a revision a watcher had already received.
-    @ivar latencies: sorted seconds from ack to receipt, one per delivery.
+    @ivar latencies: sorted seconds from ack to receipt, one per delivery
+        (negative when the event reached a watcher before the writer had
+        read its ack).
+    @ivar from_send: sorted seconds from sending the write to receipt.
     """
 
     delivered: int
     missed: int
     duplicates: int
     latencies: list[float]
+    from_send: list[float]
 
     @classmethod
-    def match(cls, receipts: Receipts, acks: dict[int, float]) -> Deliveries:
+    def match(
+        cls, receipts: Receipts, acks: dict[int, float], sends: dict[int, float]
+    ) -> Deliveries:
         """
-        Match every watcher's receipts with C{acks} (revision -> ack time);
-        revisions nobody acknowledged are ignored.
+        Match every watcher's receipts with C{acks} (revision -> ack time)
+        and C{sends} (revision -> send time); revisions nobody acknowledged
+        are ignored.
         """
         latencies: list[float] = []
+        from_send: list[float] = []
         duplicates = 0
         for revisions, times in receipts:
             seen: set[int] = set()
@@ -63,9 +72,11 @@ class Deliveries:
                     continue
                 seen.add(revision)
                 latencies.append(received - acked)
+                from_send.append(received - sends[revision])
         latencies.sort()
+        from_send.sort()
         missed = len(acks) * len(receipts) - len(latencies)
-        return cls(len(latencies), missed, duplicates, latencies)
+        return cls(len(latencies), missed, duplicates, latencies, from_send)
 
 
 @attrs.frozen
@@ -79,7 +90,9 @@ class PhaseResult:
     @ivar rate: writes per second asked for.
     @ivar writes: writes acknowledged.
     @ivar write_errors: writes that failed.
-    @ivar window: seconds from the first write's due time to the last ack.
+    @ivar window: seconds from the first write's due time to the last ack,
+        plus one interval between writes (C{1 / rate}): the time the writes
+        took, C{duration} when the writer kept up.
     @ivar cpu_elapsed: seconds over which CPU was counted (the writer's
         window plus connecting it and draining the watchers).
     @ivar deliveries: what the watchers received.
@@ -91,6 +104,7 @@ class PhaseResult:
     @ivar kernel_cpu: CPU seconds of kernel threads in the window (mostly
         loopback networking).
     @ivar other_cpu_share: the rest of the machine, in cores, in the window.
+    @ivar top_others: the largest other CPU consumers in the window.
     @ivar rss_growth: serving process RSS with the watchers connected and
         idle minus before they connected, in bytes.
     @ivar write_latency_p50: median seconds from sending a write to its ack.
@@ -114,6 +128,7 @@ class PhaseResult:
     client_cpu: float
     kernel_cpu: float
     other_cpu_share: float
+    top_others: list[str]
     rss_growth: int
     write_latency_p50: float
     write_latency_p99: float
@@ -131,6 +146,10 @@ class PhaseResult:
     @property
     def latency_p99_ms(self) -> float:
         return 1000 * percentile(self.deliveries.latencies, 0.99)
+
+    @property
+    def from_send_p99_ms(self) -> float:
+        return 1000 * percentile(self.deliveries.from_send, 0.99)
 
     @property
     def latency_max_ms(self) -> float:
@@ -156,6 +175,11 @@ class PhaseResult:
     def server_cpu_share(self) -> float:
         elapsed = self.cpu_elapsed
         return self.server_cpu / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def client_cpu_share(self) -> float:
+        elapsed = self.cpu_elapsed
+        return self.client_cpu / elapsed if elapsed > 0 else 0.0
 
     @property
     def rss_per_watcher_kib(self) -> float:
@@ -184,6 +208,10 @@ class PhaseResult:
                 "p99": _round(self.latency_p99_ms),
                 "max": _round(self.latency_max_ms),
             },
+            "send_to_receipt_ms": {
+                "p50": _round(1000 * percentile(self.deliveries.from_send, 0.5)),
+                "p99": _round(1000 * percentile(self.deliveries.from_send, 0.99)),
+            },
             "server_cpu_s": round(self.server_cpu, 2),
             "etcd_cpu_s": round(self.etcd_cpu, 2),
             "client_cpu_s": round(self.client_cpu, 2),
@@ -192,6 +220,7 @@ class PhaseResult:
             "stack_cpu_per_event_us": _round(self.stack_cpu_per_event_us),
             "server_cpu_share": round(self.server_cpu_share, 3),
             "other_cpu_share": round(self.other_cpu_share, 3),
+            "top_other_processes": self.top_others,
             "rss_growth_bytes": self.rss_growth,
             "rss_per_watcher_kib": _round(self.rss_per_watcher_kib),
             "write_latency_p50_ms": _round(1000 * self.write_latency_p50),
@@ -209,12 +238,19 @@ def _round(value: float, digits: int = 3) -> float | None:
 class Metric:
     """
     One row of the table: a label and how to read it off a result.
+
+    @ivar digits: decimals shown.
+    @ivar ratio: whether wardled / etcd means something for it.
+    @ivar first_round_only: only the first round counts (memory growth: a
+        later round reuses what the previous rounds freed, so the server's
+        RSS barely grows).
     """
 
     label: str
     read: Callable[[PhaseResult], float]
     digits: int
     ratio: bool = True
+    first_round_only: bool = False
 
 
 METRICS = (
@@ -222,10 +258,17 @@ METRICS = (
     Metric("latency p50 (ms)", lambda r: r.latency_p50_ms, 2),
     Metric("latency p99 (ms)", lambda r: r.latency_p99_ms, 2),
     Metric("write→ack p50 (ms)", lambda r: 1000 * r.write_latency_p50, 2),
-    Metric("server CPU/event (µs)", lambda r: r.server_cpu_per_event_us, 1),
-    Metric("+ etcd CPU/event (µs)", lambda r: r.stack_cpu_per_event_us, 1),
+    Metric("send→receipt p99 (ms)", lambda r: r.from_send_p99_ms, 2),
+    Metric("server CPU/event (µs)", lambda r: r.server_cpu_per_event_us, 0),
+    Metric("+ etcd CPU/event (µs)", lambda r: r.stack_cpu_per_event_us, 0),
     Metric("server CPU (% core)", lambda r: 100 * r.server_cpu_share, 0),
-    Metric("RSS/idle watcher (KiB)", lambda r: r.rss_per_watcher_kib, 1),
+    Metric("clients CPU (% core)", lambda r: 100 * r.client_cpu_share, 0),
+    Metric(
+        "RSS/watcher, round 1 (KiB)",
+        lambda r: r.rss_per_watcher_kib,
+        1,
+        first_round_only=True,
+    ),
     Metric("missed + dup events", lambda r: _faults(r), 0, ratio=False),
     Metric("other load (% core)", lambda r: 100 * r.other_cpu_share, 0, ratio=False),
 )
@@ -236,10 +279,45 @@ def _faults(result: PhaseResult) -> float:
     return float(deliveries.missed + deliveries.duplicates)
 
 
-def _cell(value: float, digits: int) -> str:
-    if math.isnan(value):
-        return "n/a"
-    return f"{value:,.{digits}f}"
+def _number(value: float, digits: int) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+@attrs.frozen
+class Spread:
+    """
+    The median, lowest and highest of one metric over several rounds (NaN
+    values, e.g. a ratio with nothing delivered, are left out).
+    """
+
+    median: float
+    low: float
+    high: float
+    rounds: int
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Spread:
+        known = sorted(value for value in values if not math.isnan(value))
+        if not known:
+            return cls(math.nan, math.nan, math.nan, 0)
+        return cls(statistics.median(known), known[0], known[-1], len(known))
+
+    def cell(self, digits: int) -> str:
+        """
+        C{"median"}, or C{"median (low–high)"} when the rounds differ.
+        """
+        median = _number(self.median, digits)
+        if self.rounds < 2 or self.low == self.high:
+            return median
+        low, high = _number(self.low, digits), _number(self.high, digits)
+        return f"{median} ({low}–{high})"
+
+    def as_json(self, digits: int) -> dict[str, float | None]:
+        return {
+            "median": _round(self.median, digits + 1),
+            "min": _round(self.low, digits + 1),
+            "max": _round(self.high, digits + 1),
+        }
 
 
 def _ratio(ours: float, theirs: float) -> str:
@@ -248,30 +326,73 @@ def _ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}"
 
 
-def comparison_rows(
-    pairs: Iterable[tuple[PhaseResult, PhaseResult]],
-) -> list[tuple[str, ...]]:
+@attrs.frozen
+class Comparison:
     """
-    The table's rows: for each (wardled, etcd) pair one row per metric.
+    The rounds of wardled and of etcd for one number of watchers.
     """
-    rows: list[tuple[str, ...]] = []
-    for ours, theirs in pairs:
-        watchers = f"{ours.watchers:,}"
-        rate = f"{ours.rate:g}"
+
+    watchers: int
+    rate: float
+    ours: list[PhaseResult]
+    theirs: list[PhaseResult]
+
+    def spreads(self, metric: Metric) -> tuple[Spread, Spread]:
+        """
+        C{metric} over wardled's rounds and over etcd's.
+        """
+        rounds = 1 if metric.first_round_only else None
+        return (
+            Spread.of(metric.read(result) for result in self.ours[:rounds]),
+            Spread.of(metric.read(result) for result in self.theirs[:rounds]),
+        )
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """
+        One table row per metric: medians (and ranges), ratio of medians.
+        """
+        rows: list[tuple[str, ...]] = []
         for metric in METRICS:
-            mine, base = metric.read(ours), metric.read(theirs)
-            ratio = _ratio(mine, base) if metric.ratio else ""
+            mine, base = self.spreads(metric)
+            ratio = _ratio(mine.median, base.median) if metric.ratio else ""
             rows.append(
                 (
-                    watchers,
-                    rate,
+                    f"{self.watchers:,}",
+                    f"{self.rate:g}",
                     metric.label,
-                    _cell(mine, metric.digits),
-                    _cell(base, metric.digits),
+                    mine.cell(metric.digits),
+                    base.cell(metric.digits),
                     ratio,
                 )
             )
-    return rows
+        return rows
+
+    def as_json(self) -> dict[str, object]:
+        """
+        Every round of both sides and the per-metric summary.
+        """
+        summary = {}
+        for metric in METRICS:
+            mine, base = self.spreads(metric)
+            summary[metric.label] = {
+                "wardled": mine.as_json(metric.digits),
+                "etcd": base.as_json(metric.digits),
+                "ratio": _ratio(mine.median, base.median) if metric.ratio else None,
+            }
+        return {
+            "watchers": self.watchers,
+            "rate": self.rate,
+            "summary": summary,
+            "wardled_rounds": [result.as_json() for result in self.ours],
+            "etcd_rounds": [result.as_json() for result in self.theirs],
+        }
+
+
+def comparison_rows(comparisons: Iterable[Comparison]) -> list[tuple[str, ...]]:
+    """
+    The table's rows for every number of watchers.
+    """
+    return [row for comparison in comparisons for row in comparison.rows()]
 
 
 HEADER = ("watchers", "writes/s", "metric", "wardled", "etcd", "ratio")

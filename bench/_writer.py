@@ -51,6 +51,7 @@ class WriteResult:
     What the writer did.
 
     @ivar acks: acknowledgement time (C{time.monotonic()}) by revision.
+    @ivar sends: when the write that created each revision was sent.
     @ivar write_latencies: seconds from sending each write to its ack.
     @ivar errors: writes that failed, with the first few reasons.
     @ivar started: when the first write was due.
@@ -60,6 +61,7 @@ class WriteResult:
     """
 
     acks: dict[int, float] = attrs.Factory(dict)
+    sends: dict[int, float] = attrs.Factory(dict)
     write_latencies: list[float] = attrs.Factory(list)
     errors: list[str] = attrs.Factory(list)
     started: float = 0.0
@@ -91,7 +93,7 @@ async def _write_one(
     except (OSError, asyncio.IncompleteReadError, HttpError, TimeoutError) as error:
         connection.close()
         result.errors.append(f"write {index}: {error!r}")
-        pool.put_nowait(await KeepAliveConnection.open(target.endpoint))
+        await _replace_connection(target.endpoint, pool, result)
         return
     acked = time.monotonic()
     pool.put_nowait(connection)
@@ -99,9 +101,25 @@ async def _write_one(
     if status != target.success or found is None:
         result.errors.append(f"write {index}: HTTP {status} {payload[:200]!r}")
         return
-    result.acks[int(found.group(1))] = acked
+    revision = int(found.group(1))
+    result.acks[revision] = acked
+    result.sends[revision] = sent
     result.write_latencies.append(acked - sent)
     result.finished = max(result.finished, acked)
+
+
+async def _replace_connection(
+    endpoint: Endpoint, pool: asyncio.Queue[KeepAliveConnection], result: WriteResult
+) -> None:
+    """
+    Put a new connection in the pool in place of a broken one; if that
+    fails too the pool shrinks (and L{run_writer} gives up once it is
+    empty for L{_REQUEST_TIMEOUT} seconds).
+    """
+    try:
+        pool.put_nowait(await KeepAliveConnection.open(endpoint))
+    except OSError as error:
+        result.errors.append(f"reconnect: {error!r}")
 
 
 async def run_writer(
@@ -111,6 +129,8 @@ async def run_writer(
     Write C{rate × duration} objects at C{rate} per second.
 
     @param connections: keep-alive connections to spread writes over.
+    @raise TimeoutError: no connection was usable for L{_REQUEST_TIMEOUT}
+        seconds (the server is gone).
     """
     pool: asyncio.Queue[KeepAliveConnection] = asyncio.Queue()
     opened = await asyncio.gather(
@@ -128,7 +148,7 @@ async def run_writer(
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            connection = await pool.get()
+            connection = await asyncio.wait_for(pool.get(), _REQUEST_TIMEOUT)
             result.max_lag = max(result.max_lag, time.monotonic() - due)
             tasks.append(
                 asyncio.create_task(

@@ -12,7 +12,13 @@ rate for a fixed time, and reports:
   - server CPU per delivered event, from C{/proc/<pid>/stat}, and the same
     with etcd's CPU added for wardled (the whole stack);
   - RSS per watcher: the server's RSS with the watchers connected and idle
-    minus before they connected, divided by their number.
+    minus before they connected, divided by their number (first round of
+    each count only: give counts in ascending order, as by default, since
+    a server reuses memory freed by earlier, larger phases).
+
+Each number of watchers is measured C{--rounds} times (default 3), wardled
+and etcd alternating; the table shows the median and (min–max) of each
+figure, and the ratio of the medians.
 
 The baseline is the same fan-out done by etcd itself: as many watchers
 C{POST /v3/watch} on etcd's JSON gateway, the writer putting the same bytes
@@ -51,13 +57,14 @@ if not __package__:  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._http import Endpoint, TlsFiles
-from bench._phase import PhaseSettings, PhaseSpec, run_phase
+from bench._options import parse_options, phase_settings, rate_for
+from bench._phase import PhaseSpec, run_phase
 from bench._proc import (
     machine_description,
     pid_running,
     raise_open_files_limit,
 )
-from bench._report import PhaseResult, comparison_rows, rst_table
+from bench._report import Comparison, PhaseResult, comparison_rows, rst_table
 from bench._targets import (
     etcd_first_value,
     etcd_revision,
@@ -71,11 +78,19 @@ from bench._targets import (
 from tests.etcdserver import EtcdServer, etcd_binary
 from tests.harness import ADMIN, TestPKI, WardledProcess
 
-DEFAULT_WATCHERS = (1, 100, 1000)
-DEFAULT_RATES = {1: 200.0, 100: 200.0, 1000: 20.0}
-FALLBACK_RATE = 20.0
 WARDLED_PREFIX = b"/registry/wardle.example.com/"
 WARMUP_NAMESPACE = "bench-warmup"
+
+LEGEND = """\
+Latencies run from the writer's ack (wardled's 201, etcd's put reply) to
+each watcher's receipt of that revision; negative when the event reached
+the watcher before the writer had read its ack.  send→receipt counts from
+sending the write instead.  CPU per event is the serving process's CPU
+(wardled; etcd for the baseline) over the run, writes included, divided by
+the events delivered; "+ etcd" adds etcd's CPU to wardled's.  RSS per
+watcher: RSS with the watchers connected and idle minus before, divided by
+their number, in the first round only (later rounds reuse memory freed by
+earlier ones).  The watcher processes share the machine ("clients CPU")."""
 
 
 def _log(message: str) -> None:
@@ -146,6 +161,9 @@ def running_servers(wardled_args: Sequence[str]) -> Iterator[Servers]:
 
 
 def _wardled_spec(servers: Servers, watchers: int, rate: float, tag: str) -> PhaseSpec:
+    """
+    Watch and write Flunders in a new namespace through wardled.
+    """
     namespace = f"bench-{tag}"
     listed = servers.wardled.https("GET", flunders_path(namespace)).json()
     resource_version = listed["metadata"]["resourceVersion"]
@@ -157,12 +175,15 @@ def _wardled_spec(servers: Servers, watchers: int, rate: float, tag: str) -> Pha
         watch=wardled_watch(endpoint, namespace, resource_version),
         writer=wardled_writer(endpoint, namespace),
         server_pid=servers.wardled.pid,
-        etcd_pid=_etcd_pid(servers),
-        quiet_pids=(servers.wardled.pid, _etcd_pid(servers), os.getpid()),
+        etcd_pid=servers.etcd_pid,
+        own_pids=(servers.wardled.pid, servers.etcd_pid, os.getpid()),
     )
 
 
 def _etcd_spec(servers: Servers, watchers: int, rate: float, tag: str) -> PhaseSpec:
+    """
+    Watch and put keys under a new prefix straight on etcd's gateway.
+    """
     prefix = f"/bench-fanout/{tag}/".encode()
     endpoint = servers.etcd_endpoint
     start = etcd_revision(servers.etcd.url) + 1
@@ -172,14 +193,10 @@ def _etcd_spec(servers: Servers, watchers: int, rate: float, tag: str) -> PhaseS
         rate=rate,
         watch=etcd_watch(endpoint, prefix, start),
         writer=etcd_writer(endpoint, prefix, servers.stored_value),
-        server_pid=_etcd_pid(servers),
-        etcd_pid=_etcd_pid(servers),
-        quiet_pids=(servers.wardled.pid, _etcd_pid(servers), os.getpid()),
+        server_pid=servers.etcd_pid,
+        etcd_pid=servers.etcd_pid,
+        own_pids=(servers.wardled.pid, servers.etcd_pid, os.getpid()),
     )
-
-
-def _etcd_pid(servers: Servers) -> int:
-    return servers.etcd_pid
 
 
 SpecMaker = Callable[[Servers, int, float, str], PhaseSpec]
@@ -190,6 +207,7 @@ def _measure(
     servers: Servers,
     watchers: int,
     rate: float,
+    round_number: int,
     options: argparse.Namespace,
 ) -> PhaseResult:
     """
@@ -198,16 +216,18 @@ def _measure(
     """
     best: PhaseResult | None = None
     for attempt in range(options.retries + 1):
-        spec = make_spec(
-            servers, watchers, rate, f"n{watchers}-a{attempt}-{os.getpid()}"
-        )
-        result = run_phase(spec, _settings(options), _log)
+        tag = f"n{watchers}-r{round_number}-a{attempt}-{os.getpid()}"
+        spec = make_spec(servers, watchers, rate, tag)
+        result = run_phase(spec, phase_settings(options), _log)
         _log(_summary(result))
         if best is None or result.other_cpu_share < best.other_cpu_share:
             best = result
         if result.other_cpu_share <= options.quiet_limit:
             break
-        _log(f"  other processes used {100 * result.other_cpu_share:.0f}% of a core")
+        _log(
+            f"  other processes used {100 * result.other_cpu_share:.0f}% of a "
+            f"core (largest: {', '.join(result.top_others) or 'short-lived'})"
+        )
     assert best is not None
     return best
 
@@ -220,157 +240,43 @@ def _summary(result: PhaseResult) -> str:
     )
 
 
-def _settings(options: argparse.Namespace) -> PhaseSettings:
-    return PhaseSettings(
-        duration=options.duration,
-        client_processes=options.client_processes,
-        writer_connections=options.writer_connections,
-        connect_concurrency=options.connect_concurrency,
-        connect_timeout=options.connect_timeout,
-        drain_timeout=options.drain_timeout,
-        settle=options.settle,
-        quiet_limit=options.quiet_limit,
-        quiet_wait=options.quiet_wait,
-    )
-
-
-def _rate_for(watchers: int, options: argparse.Namespace) -> float:
-    rates: dict[int, float] = options.rates
-    return rates.get(watchers, FALLBACK_RATE)
-
-
 def run_all(
     servers: Servers, options: argparse.Namespace
-) -> tuple[list[tuple[PhaseResult, PhaseResult]], list[list[float]]]:
+) -> tuple[list[Comparison], list[list[float]]]:
     """
-    Measure wardled then etcd for each number of watchers.
+    For each number of watchers, C{--rounds} times: wardled, then etcd
+    (alternating, so that a drift of the machine touches both alike).
 
-    @return: the (wardled, etcd) pairs and the load average after each.
+    @return: the comparisons and the load average after each.
     """
-    pairs = []
+    comparisons = []
     loads = []
     for watchers in options.watchers:
-        rate = _rate_for(watchers, options)
-        _log(f"{watchers} watchers, {rate:g} writes/s for {options.duration:g} s")
-        ours = _measure(_wardled_spec, servers, watchers, rate, options)
-        theirs = _measure(_etcd_spec, servers, watchers, rate, options)
-        pairs.append((ours, theirs))
+        rate = rate_for(watchers, options)
+        comparison = Comparison(watchers, rate, [], [])
+        for round_number in range(1, options.rounds + 1):
+            _log(
+                f"{watchers} watchers, {rate:g} writes/s for {options.duration:g} s, "
+                f"round {round_number}/{options.rounds}"
+            )
+            for make_spec, results in (
+                (_wardled_spec, comparison.ours),
+                (_etcd_spec, comparison.theirs),
+            ):
+                args = (servers, watchers, rate, round_number, options)
+                results.append(_measure(make_spec, *args))
+        comparisons.append(comparison)
         loads.append([round(value, 2) for value in os.getloadavg()])
-    return pairs, loads
-
-
-def _parse_counts(text: str) -> list[int]:
-    counts = [int(part) for part in text.split(",") if part.strip()]
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError("expected positive integers, e.g. 1,100,1000")
-    return counts
-
-
-def _parse_rates(text: str) -> dict[int, float]:
-    rates = dict(DEFAULT_RATES)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        watchers, _, rate = part.partition(":")
-        if not rate or float(rate) <= 0:
-            raise argparse.ArgumentTypeError(f"expected WATCHERS:RATE, got {part!r}")
-        rates[int(watchers)] = float(rate)
-    return rates
-
-
-def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """
-    The command line.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.watch_fanout",
-        description="Watch fan-out of wardled against etcd's gateway watch.",
-    )
-    add = parser.add_argument
-    add(
-        "--watchers",
-        type=_parse_counts,
-        default=list(DEFAULT_WATCHERS),
-        help="comma-separated watcher counts (default 1,100,1000)",
-    )
-    add(
-        "--rates",
-        type=_parse_rates,
-        default=dict(DEFAULT_RATES),
-        help="writes/s per watcher count, e.g. 1:200,100:200,1000:20 "
-        f"(the default; other counts get {FALLBACK_RATE:g})",
-    )
-    add("--duration", type=float, default=10.0, help="seconds of writing per phase")
-    add(
-        "--client-processes",
-        type=int,
-        default=2,
-        help="watcher processes per phase (default 2)",
-    )
-    add(
-        "--writer-connections",
-        type=int,
-        default=16,
-        help="keep-alive connections of the writer (default 16)",
-    )
-    add(
-        "--connect-concurrency",
-        type=int,
-        default=32,
-        help="watch connections set up at once per process (default 32)",
-    )
-    add(
-        "--connect-timeout",
-        type=float,
-        default=60.0,
-        help="seconds a watcher may take to be established",
-    )
-    add(
-        "--drain-timeout",
-        type=float,
-        default=10.0,
-        help="seconds to wait after the last write for the watchers",
-    )
-    add(
-        "--settle",
-        type=float,
-        default=2.0,
-        help="seconds between connecting the watchers and reading RSS",
-    )
-    add(
-        "--quiet-limit",
-        type=float,
-        default=0.10,
-        help="share of a core other processes may use (default 0.10)",
-    )
-    add(
-        "--quiet-wait",
-        type=float,
-        default=30.0,
-        help="longest wait for the machine to be that quiet before a phase",
-    )
-    add(
-        "--retries",
-        type=int,
-        default=1,
-        help="re-runs of a phase during which the machine was busy",
-    )
-    add(
-        "--wardled-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra argument for twistd wardled (repeatable)",
-    )
-    add("--json", metavar="PATH", help="also write every figure as JSON here")
-    return parser.parse_args(argv)
+    return comparisons, loads
 
 
 def _report(
-    pairs: list[tuple[PhaseResult, PhaseResult]],
+    comparisons: list[Comparison],
     machine: dict[str, object],
     loads: list[list[float]],
     options: argparse.Namespace,
 ) -> str:
-    table = rst_table(comparison_rows(pairs))
+    table = rst_table(comparison_rows(comparisons))
     machine_line = (
         f"Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
         f"{machine['memory_gib']} GiB, Linux {machine['kernel']}, "
@@ -381,17 +287,18 @@ def _report(
         f"after each watcher count: {loads}"
     )
     setup_line = (
-        f"Writer: {options.duration:g} s per phase over "
+        f"Median (min–max) of {options.rounds} rounds; writer: "
+        f"{options.duration:g} s per phase over "
         f"{options.writer_connections} keep-alive connections; watchers in up "
         f"to {options.client_processes} processes; HTTP/1.1 (wardled: TLS with "
         "a client certificate; etcd: plain HTTP)."
     )
-    return f"{machine_line}\n{load_line}\n{setup_line}\n\n{table}"
+    return f"{machine_line}\n{load_line}\n{setup_line}\n\n{table}\n\n{LEGEND}"
 
 
 def _write_json(
     path: str,
-    pairs: list[tuple[PhaseResult, PhaseResult]],
+    comparisons: list[Comparison],
     machine: dict[str, object],
     loads: list[list[float]],
     options: argparse.Namespace,
@@ -404,15 +311,7 @@ def _write_json(
         "settings": {
             key: value for key, value in vars(options).items() if key != "json"
         },
-        "results": [
-            {
-                "watchers": ours.watchers,
-                "rate": ours.rate,
-                "wardled": ours.as_json(),
-                "etcd": theirs.as_json(),
-            }
-            for ours, theirs in pairs
-        ],
+        "results": [comparison.as_json() for comparison in comparisons],
         "table": table,
     }
     with open(path, "w", encoding="utf-8") as output:
@@ -429,11 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = machine_description(etcd_binary())
     started = time.monotonic()
     with running_servers(options.wardled_arg) as servers:
-        pairs, loads = run_all(servers, options)
-    report = _report(pairs, machine, loads, options)
+        comparisons, loads = run_all(servers, options)
+    report = _report(comparisons, machine, loads, options)
     print(report)
     if options.json:
-        _write_json(options.json, pairs, machine, loads, options, report)
+        _write_json(options.json, comparisons, machine, loads, options, report)
     _log(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
