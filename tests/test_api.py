@@ -79,6 +79,36 @@ class DiscoveryTests(APITestCase):
         self.assertEqual([v["version"] for v in group["versions"]], ["v1beta1", "v1alpha1"])
         self.assertEqual(group["preferredVersion"]["version"], "v1beta1")
 
+    def test_aggregated_discovery(self) -> None:
+        accept = (
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
+            "application/json"
+        )
+        code, headers, content = self.request("GET", "/apis", headers={"Accept": accept})
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            headers.getRawHeaders("content-type"),
+            ["application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"],
+        )
+        body = json.loads(content)
+        self.assertEqual((body["kind"], body["apiVersion"]), ("APIGroupDiscoveryList", "apidiscovery.k8s.io/v2"))
+        group = body["items"][0]
+        self.assertEqual(group["metadata"]["name"], "wardle.example.com")
+        self.assertEqual([v["version"] for v in group["versions"]], ["v1beta1", "v1alpha1"])
+        alpha = group["versions"][1]["resources"]
+        self.assertEqual([r["resource"] for r in alpha], ["fischers", "flunders"])
+        self.assertEqual(alpha[0]["scope"], "Cluster")
+        self.assertEqual(alpha[1]["responseKind"], {"group": "wardle.example.com", "version": "v1alpha1", "kind": "Flunder"})
+        self.assertIn("watch", alpha[1]["verbs"])
+        etag = headers.getRawHeaders("etag")[0]
+        code, _, content = self.request("GET", "/apis", headers={"Accept": accept, "If-None-Match": etag})
+        self.assertEqual((code, content), (304, b""))
+        # Only v2beta1 (no longer served) or plain JSON: the legacy list.
+        for legacy in ("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json", "application/json"):
+            _, body = self.call("GET", "/apis", headers={"Accept": legacy})
+            self.assertEqual(body["kind"], "APIGroupList")
+
     def test_group(self) -> None:
         _, body = self.call("GET", "/apis/wardle.example.com")
         self.assertEqual(body["kind"], "APIGroup")

@@ -246,6 +246,14 @@ class TestClients:
         result = wardled.curl("/apis/wardle.example.com")
         assert result.stdout.startswith('{\n  "kind": "APIGroup"')
 
+    def test_kubectl_explain(self, wardled: WardledProcess) -> None:
+        result = wardled.kubectl("explain", "flunders.spec")
+        assert result.returncode == 0, result.stderr
+        assert "FlunderSpec is the specification of a Flunder." in result.stdout
+        assert "A name of a fischer, mutually exclusive to the FlunderReference." in result.stdout
+        fischers = wardled.kubectl("explain", "fischers.disallowedFlunders")
+        assert "disallowedFlunders holds a list of Flunder.Names" in fischers.stdout
+
     def test_kubectl_raw_discovery(self, wardled: WardledProcess) -> None:
         result = wardled.kubectl("get", "--raw", "/apis/wardle.example.com/v1alpha1")
         assert result.returncode == 0, result.stderr

@@ -124,8 +124,21 @@ class WardleAPI:
 
     @app.route("/apis", methods=["GET"])
     def apis(self, request: IRequest) -> bytes:
+        request.setHeader(b"vary", b"Accept")
+        if discovery.wants_aggregated(respond.header(request, "accept")):
+            return self._aggregated(request)
         host = request.getHost()
         return self._json(request, discovery.api_group_list(f"{host.host}:{host.port}"))
+
+    def _aggregated(self, request: IRequest) -> bytes:
+        body, etag = discovery.aggregated_document()
+        request.setHeader(b"etag", etag.encode())
+        request.setHeader(b"cache-control", b"public")
+        request.setHeader(b"content-type", discovery.AGGREGATED_MEDIA_TYPE.encode())
+        if openapi.etag_matches(respond.header(request, "if-none-match"), etag):
+            request.setResponseCode(304)
+            return b""
+        return body
 
     @app.route(f"/apis/{GROUP}", methods=["GET"])
     def group(self, request: IRequest) -> bytes:

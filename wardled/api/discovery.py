@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_discovery -*-
 """
-Discovery documents: C{/apis}, C{/apis/<group>}, C{/apis/<group>/<version>}.
+Discovery documents: C{/apis}, C{/apis/<group>}, C{/apis/<group>/<version>},
+and the aggregated C{apidiscovery.k8s.io/v2} document that current kubectl and
+client-go ask C{/apis} for (one request instead of one per group-version).
 
 Built from the resource declarations, in the reference's order (versions by
 priority, resources by name), with the verbs the server really serves.
@@ -8,9 +10,12 @@ priority, resources by name), with the verbs the server really serves.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from wardled.api.negotiate import parse_accept
 from wardled.apis.scheme import ResourceType
 from wardled.apis.wardle import GROUP, GROUP_VERSIONS, resources_in
 
@@ -75,3 +80,63 @@ def root_paths() -> Object:
     paths += ["/readyz", "/readyz/etcd", "/readyz/etcd-readiness", "/readyz/log"]
     paths += ["/readyz/ping", "/readyz/shutdown", "/version"]
     return {"paths": sorted(paths)}
+
+
+AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str | None) -> bool:
+    """
+    Whether the first clause of C{Accept} this server can answer asks for
+    the v2 aggregated document (v2beta1 is no longer served: a client asking
+    only for it gets the legacy list, as from the reference).
+    """
+    for clause in parse_accept(accept):
+        params = clause.params
+        if clause.q <= 0:
+            continue
+        if params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList":
+            if params.get("v") == "v2" and clause.subtype in ("json", "*"):
+                return True
+            continue
+        if clause.type in ("application", "*") and clause.subtype in ("json", "*"):
+            return False
+    return False
+
+
+def _aggregated_resource(resource: ResourceType, version: str) -> Object:
+    return {
+        "resource": resource.plural,
+        "responseKind": {"group": resource.group, "version": version, "kind": resource.kind},
+        "scope": "Namespaced" if resource.namespaced else "Cluster",
+        "singularResource": resource.singular,
+        "verbs": sorted(VERBS),
+    }
+
+
+def aggregated_discovery() -> Object:
+    """
+    The C{APIGroupDiscoveryList} (apidiscovery.k8s.io/v2) for the group.
+    """
+    versions = [
+        {
+            "version": version,
+            "resources": [_aggregated_resource(r, version) for r in resources_in(version)],
+            "freshness": "Current",
+        }
+        for version in GROUP_VERSIONS
+    ]
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": [{"metadata": {"name": GROUP, "creationTimestamp": None}, "versions": versions}],
+    }
+
+
+def aggregated_document() -> tuple[bytes, str]:
+    """
+    The aggregated document's bytes and its ETag (a quoted hash of them).
+    """
+    body = json.dumps(aggregated_discovery(), separators=(",", ":")).encode() + b"\n"
+    return body, '"' + hashlib.sha512(body).hexdigest().upper() + '"'
