@@ -246,6 +246,26 @@ class CrudTests(APITestCase):
         )
         self.assertEqual(code, 400)
 
+    def test_bad_patches_change_nothing(self) -> None:
+        created = self.create_flunder("bp")
+        cases = [
+            ("application/json-patch+json", b'{"op": "add"}'),
+            ("application/json-patch+json", b'[{"op": "frobnicate", "path": "/x"}]'),
+            ("application/json-patch+json", b'[{"op": "test", "path": "/metadata/name", "value": "no"}]'),
+            ("application/json-patch+json", b'[{"op": "replace", "path": "/spec/x/y", "value": 1}]'),
+            ("application/merge-patch+json", b'{"spec": {"reference": 5}}'),
+            ("application/merge-patch+json", b'{"metadata": {"name": "renamed"}}'),
+            ("application/strategic-merge-patch+json", b"[not json"),
+            ("application/strategic-merge-patch+json", b'{"apiVersion": "v9"}'),
+            ("application/merge-patch+json", b'"just a string"'),
+        ]
+        for content_type, raw in cases:
+            code, body = self.call("PATCH", f"{FLUNDERS}/bp", raw=raw, headers={"Content-Type": content_type})
+            self.assertTrue(400 <= code < 500, (content_type, raw, code, body))
+            self.assertEqual(body["kind"], "Status")
+        _, current = self.call("GET", f"{FLUNDERS}/bp")
+        self.assertEqual(current["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"])
+
     def test_patch_with_stale_resource_version_conflicts(self) -> None:
         created = self.create_flunder("pin")
         self.call("PATCH", f"{FLUNDERS}/pin", {"metadata": {"labels": {"a": "1"}}},
