@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from typing import Any
 
 import yaml
@@ -86,6 +87,9 @@ class TestKubectl:
              "wait", "flunder/wt", "-n", namespace, "--for=delete", "--timeout=30s"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
+        # Let kubectl find the object and start watching it first: waiting
+        # for the deletion of an object already gone is a different path.
+        time.sleep(1.5)
         ok(wardled.kubectl("delete", "flunder", "wt", "-n", namespace, "--wait=false"))
         out, err = waiting.communicate(timeout=40)
         assert waiting.returncode == 0, err

@@ -1,10 +1,12 @@
 # -*- test-case-name: tests.test_api -*-
 """
-PUT to an object: replace it (200), guarded by its resourceVersion.
+PUT to an object: replace it (200), guarded by its resourceVersion; the
+changed fields go to the request's field manager.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.web.iweb import IRequest
@@ -12,7 +14,10 @@ from twisted.web.iweb import IRequest
 from wardled import apierrors
 from wardled.api import negotiate, respond
 from wardled.api.scope import Scope
-from wardled.api.writeoptions import decode_object, parse_write_options
+from wardled.api.writeoptions import WriteOptions, decode_object, parse_write_options
+from wardled.registry.fieldmanager import FieldManager
+
+Object = dict[str, Any]
 
 
 def check_name(scope: Scope, obj: dict[str, Any]) -> None:
@@ -34,6 +39,19 @@ def check_name(scope: Scope, obj: dict[str, Any]) -> None:
         )
 
 
+def record_update(scope: Scope, options: WriteOptions) -> Callable[[Object, Object], Object]:
+    """
+    What the store runs on each attempt: record the request's Update in
+    C{managedFields}, against the live object it is about to replace.
+    """
+    manager = FieldManager(scope.resource, scope.store.now)
+
+    def prepare(live: Object, new: Object) -> Object:
+        return manager.update(live, new, options.manager, scope.version)
+
+    return prepare
+
+
 async def update(scope: Scope, request: IRequest) -> bytes:
     output = negotiate.negotiate_output(
         respond.header(request, "accept"), allow_table=False, allow_partial=False
@@ -42,7 +60,12 @@ async def update(scope: Scope, request: IRequest) -> bytes:
     obj = decode_object(scope, request, options)
     check_name(scope, obj)
     updated = await scope.store.update(
-        scope.namespace, scope.name, obj, scope.user, options.dry_run
+        scope.namespace,
+        scope.name,
+        obj,
+        scope.user,
+        options.dry_run,
+        prepare=record_update(scope, options),
     )
     body = respond.object_body(scope.resource, scope.version, updated, output, request)
     return respond.write(request, body, output)

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_api -*-
 """
-What create, update and patch share: C{dryRun} and C{fieldValidation}, and
+What create, update and patch share: C{dryRun}, C{fieldValidation},
+C{fieldManager} (defaulting to the User-Agent's product) and C{force}, and
 turning a request body into an internal object with the unknown and
 duplicate fields reported the way C{fieldValidation} asks.
 """
@@ -18,6 +19,8 @@ from wardled.api.respond import add_warning, header, query, query_arg
 from wardled.api.scope import Scope
 from wardled.apis import field
 from wardled.apis.field import FieldError
+from wardled.apis.validation import validate_field_manager
+from wardled.registry.fieldmanager import manager_from_user_agent
 
 DRY_RUN_ALL = "All"
 IGNORE = "Ignore"
@@ -28,8 +31,18 @@ FIELD_VALIDATIONS = [IGNORE, WARN, STRICT]
 
 @attrs.frozen
 class WriteOptions:
+    """
+    @ivar field_manager: the C{fieldManager} the client sent (may be empty).
+    @ivar manager: the manager writes are recorded under: C{field_manager},
+        else the User-Agent's product.
+    @ivar force: C{force=true} (apply only).
+    """
+
     dry_run: bool = False
     field_validation: str = WARN
+    field_manager: str = ""
+    manager: str = ""
+    force: bool = False
 
 
 def parse_write_options(request: IRequest, options_kind: str) -> WriteOptions:
@@ -47,9 +60,18 @@ def parse_write_options(request: IRequest, options_kind: str) -> WriteOptions:
     validation = query_arg(request, "fieldValidation") or WARN
     if validation not in FIELD_VALIDATIONS and options_kind != "DeleteOptions":
         errors.append(field.not_supported("fieldValidation", validation, FIELD_VALIDATIONS))
+    field_manager = query_arg(request, "fieldManager") or ""
+    if options_kind != "DeleteOptions":
+        errors += validate_field_manager(field_manager, "fieldManager")
     if errors:
         raise apierrors.invalid(apierrors.GroupKind("meta.k8s.io", options_kind), "", errors)
-    return WriteOptions(dry_run=bool(dry_run_values), field_validation=validation)
+    return WriteOptions(
+        dry_run=bool(dry_run_values),
+        field_validation=validation,
+        field_manager=field_manager,
+        manager=field_manager or manager_from_user_agent(header(request, "user-agent")),
+        force=query_arg(request, "force") in ("1", "t", "T", "true", "TRUE", "True"),
+    )
 
 
 def read_request_body(request: IRequest, expected_kind: str | None = None) -> request_body.DecodedBody:

@@ -420,13 +420,23 @@ class Store:
         obj: Object,
         user: UserInfo,
         dry_run: bool = False,
+        prepare: Callable[[Object, Object], Object] | None = None,
     ) -> Object:
+        """
+        Replace an object, guarded by its resourceVersion.
+
+        @param prepare: called with the live object and the new one on each
+            attempt, before the strategy; returns the object to write (the
+            field manager records C{managedFields} here).
+        """
         obj = copy.deepcopy(obj)
         key = self.key(namespace, name)
         for _ in range(UPDATE_ATTEMPTS):
             kv, existing = await self._read_existing(key, name)
             self._check_update_version(name, obj, kv)
             candidate = copy.deepcopy(obj)
+            if prepare is not None:
+                candidate = prepare(existing, candidate)
             before_update(self.strategy, namespace, candidate, existing)
             try:
                 return await self._write_update(key, candidate, existing, kv, dry_run)
