@@ -26,7 +26,7 @@ from wardled import apierrors
 from wardled.api import goyaml, negotiate, respond
 from wardled.api.scope import Scope
 from wardled.api.update import check_name, record_update
-from wardled.api.writeoptions import WriteOptions, parse_write_options, report_fields
+from wardled.api.writeoptions import WriteOptions, decode_versioned, parse_write_options
 from wardled.apis import field
 from wardled.registry.fieldmanager import FieldManager
 
@@ -155,16 +155,7 @@ async def _patch_once(
     current = await scope.store.get(scope.namespace, scope.name)
     versioned = scope.resource.encode(scope.version, current)
     patched = _apply(patch_type, parsed, versioned)
-    decoded = scope.resource.decode_request(scope.version, patched)
-    kind = scope.resource.kind
-    report_fields(
-        request,
-        options,
-        decoded.unknown_fields,
-        [],
-        f'{kind} in version "{scope.version}" cannot be handled as a {kind}: ',
-    )
-    obj = decoded.internal
+    obj = decode_versioned(scope, request, options, patched)
     check_name(scope, obj)
     current_version = current["metadata"].get("resourceVersion", "")
     pinned = obj.get("metadata", {}).get("resourceVersion", "") != current_version
@@ -204,15 +195,9 @@ async def _apply_once(
         raise apierrors.bad_request("error decoding patch: the applied configuration is not an object")
     current = await _live_object(scope)
     manager = FieldManager(scope.resource, scope.store.now)
-    decoded = scope.resource.decode_request(scope.version, parsed)
-    kind = scope.resource.kind
-    report_fields(
-        request,
-        options,
-        decoded.unknown_fields,
-        [],
-        f'{kind} in version "{scope.version}" cannot be handled as a {kind}: ',
-    )
+    # Decoded only to check types and report unknown fields: apply merges
+    # the configuration as sent.
+    decode_versioned(scope, request, options, parsed)
     obj = manager.apply(current, parsed, options.field_manager, scope.version, options.force)
     check_name(scope, obj)
     if current is None:

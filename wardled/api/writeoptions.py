@@ -114,14 +114,29 @@ def decode_object(scope: Scope, request: IRequest, options: WriteOptions) -> dic
     """
     The request body as an internal object of C{scope}'s resource.
     """
+    parsed = read_request_body(request, scope.resource.kind)
+    return decode_versioned(scope, request, options, parsed.obj, parsed.warnings())
+
+
+def decode_versioned(
+    scope: Scope,
+    request: IRequest,
+    options: WriteOptions,
+    body: Any,
+    duplicates: list[str] | None = None,
+) -> dict[str, Any]:
+    """
+    A parsed object in C{scope}'s version (a body, or a patched object) as
+    an internal object, its unknown and duplicate fields reported as
+    C{fieldValidation} asks.
+    """
     kind = scope.resource.kind
-    parsed = read_request_body(request, kind)
-    decoded = scope.resource.decode_request(scope.version, parsed.obj)
+    decoded = scope.resource.decode_request(scope.version, body)
     report_fields(
         request,
         options,
         decoded.unknown_fields,
-        parsed.warnings(),
+        duplicates or [],
         f'{kind} in version "{scope.version}" cannot be handled as a {kind}: ',
     )
     return decoded.internal
