@@ -40,3 +40,7 @@ class WardledConfig:
     access_log: bool = False
     # (plural, history length) pairs; resources not named keep the default.
     watch_cache_sizes: tuple[tuple[str, int], ...] = ()
+    # kube-apiserver's static token CSV (--token-auth-file).
+    token_auth_file: str | None = None
+    # The stand-alone YAML policy (--authorization-policy-file), re-read on change.
+    authorization_policy_file: str | None = None

@@ -19,7 +19,9 @@ from twisted.web.server import Site
 from wardled.api.app import WardleAPI
 from wardled.api.filters import Authenticator, FilteredResource
 from wardled.api.health import HealthCheck, health_endpoints, storage_check
-from wardled.auth.authn import authenticate
+from wardled.auth.authn import authenticate, make_authenticator
+from wardled.auth.policy import IPolicy, PolicyFile
+from wardled.auth.tokenfile import load_token_file
 from wardled.cache.multiplexer import WatchMultiplexer
 from wardled.config import WardledConfig
 from wardled.registry.install import build_registry
@@ -76,12 +78,14 @@ def build_api(
     disabled_admission: Collection[str] = (),
     shutting_down: Callable[[], bool] = lambda: False,
     history_sizes: Mapping[str, int] | None = None,
+    policy: IPolicy | None = None,
 ) -> APIServer:
     """
     Filters in front of the routes, over C{storage} and its watch caches.
 
     @param reactor: provides C{seconds} (object timestamps) and C{callLater}
         (timeouts); a L{Clock} in tests.
+    @param policy: the stand-alone authorization policy, if any.
     """
     registry = build_registry(
         storage, key_prefix, reactor, disabled_admission, history_sizes
@@ -99,7 +103,9 @@ def build_api(
         extra_readiness=(HealthCheck("watch-cache", caches_ready),),
     )
     api = WardleAPI(registry.stores, health)
-    return APIServer(FilteredResource(api.app.resource(), authenticator), registry.multiplexer)
+    return APIServer(
+        FilteredResource(api.app.resource(), authenticator, policy), registry.multiplexer
+    )
 
 
 def make_root(
@@ -108,22 +114,35 @@ def make_root(
     reactor: Any,
     authenticator: Authenticator = authenticate,
     disabled_admission: Collection[str] = (),
+    policy: IPolicy | None = None,
 ) -> IResource:
     """
     The resource tree with its caches started now (for in-memory tests).
     """
-    server = build_api(storage, key_prefix, reactor, authenticator, disabled_admission)
+    server = build_api(
+        storage, key_prefix, reactor, authenticator, disabled_admission, policy=policy
+    )
     if server.multiplexer is not None:
         server.multiplexer.startService()
     return server.resource
 
 
 def make_site(
-    config: WardledConfig, storage: IStorage, reactor: Any
+    config: WardledConfig,
+    storage: IStorage,
+    reactor: Any,
+    policy: IPolicy | None = None,
 ) -> tuple[Site, WatchMultiplexer | None]:
     """
     The HTTP site for C{config}.
+
+    @param policy: the stand-alone authorization policy, if any.
+    @raise wardled.auth.tokenfile.TokenFileError: C{--token-auth-file}
+        cannot be loaded.
     """
+    tokens = None
+    if config.token_auth_file:
+        tokens = load_token_file(config.token_auth_file)
     shutting_down = [False]
     reactor.addSystemEventTrigger(
         "before", "shutdown", lambda: shutting_down.__setitem__(0, True)
@@ -135,6 +154,8 @@ def make_site(
         disabled_admission=config.disable_admission_plugins,
         shutting_down=lambda: shutting_down[0],
         history_sizes=dict(config.watch_cache_sizes),
+        authenticator=make_authenticator(tokens),
+        policy=policy,
     )
     site = QuietSite(server.resource, reactor=reactor)
     site.access_log = config.access_log
@@ -157,7 +178,11 @@ def make_service(config: WardledConfig, reactor: Any) -> MultiService:
         key_file=config.etcd_keyfile,
     )
     StorageService(storage).setServiceParent(top)
-    site, multiplexer = make_site(config, storage, reactor)
+    policy = None
+    if config.authorization_policy_file:
+        policy = PolicyFile.load(config.authorization_policy_file)
+        policy.service(reactor).setServiceParent(top)
+    site, multiplexer = make_site(config, storage, reactor, policy)
     if multiplexer is not None:
         multiplexer.setServiceParent(top)
     tls_endpoint_service(reactor, config, site).setServiceParent(top)

@@ -28,6 +28,8 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from wardled import tls
+from wardled.auth.policy import PolicyError, PolicyFile
+from wardled.auth.tokenfile import TokenFileError, load_token_file
 from wardled.config import DEFAULT_CERT_DIR, DEFAULT_ETCD_PREFIX, WardledConfig
 
 PROGRAM = "wardled"
@@ -42,6 +44,8 @@ _FILE_FLAGS = (
     ("etcd-cafile", "etcd_cafile"),
     ("etcd-certfile", "etcd_certfile"),
     ("etcd-keyfile", "etcd_keyfile"),
+    ("token-auth-file", "token_auth_file"),
+    ("authorization-policy-file", "authorization_policy_file"),
 )
 
 
@@ -215,6 +219,24 @@ def _check_tls_files(config: WardledConfig) -> None:
             ) from None
 
 
+def _check_auth_files(config: WardledConfig) -> None:
+    """
+    Check that the token file and the authorization policy parse.
+
+    @raise usage.UsageError: one does not, naming the flag and the reason.
+    """
+    try:
+        if config.token_auth_file:
+            load_token_file(config.token_auth_file)
+    except TokenFileError as error:
+        raise usage.UsageError(f"--token-auth-file: {error}") from None
+    try:
+        if config.authorization_policy_file:
+            PolicyFile.load(config.authorization_policy_file)
+    except PolicyError as error:
+        raise usage.UsageError(f"--authorization-policy-file: {error}") from None
+
+
 def _check_pairs(config: WardledConfig) -> None:
     pairs = (
         ("tls-cert-file", "tls-private-key-file"),
@@ -239,6 +261,14 @@ _TLS_CERT_HELP = (
 _CLIENT_CA_HELP = (
     "CA bundle for client certificates; enables x509 client authentication "
     "(user = CN, groups = O)."
+)
+_TOKEN_FILE_HELP = (
+    "Static bearer tokens, kube-apiserver's CSV: token,user,uid,\"group1,group2\" "
+    "(read at start)."
+)
+_POLICY_FILE_HELP = (
+    "YAML rules granting users/groups verbs on resources, namespaces, names "
+    "or paths (after system:masters); re-read when it changes."
 )
 _CERT_DIR_HELP = (
     "Where the self-signed apiserver.crt/apiserver.key are kept (ignored "
@@ -271,6 +301,8 @@ class Options(usage.Options):
         ["tls-private-key-file", None, None, "Key of --tls-cert-file (PEM)."],
         ["client-ca-file", None, None, _CLIENT_CA_HELP],
         ["cert-dir", None, DEFAULT_CERT_DIR, _CERT_DIR_HELP],
+        ["token-auth-file", None, None, _TOKEN_FILE_HELP],
+        ["authorization-policy-file", None, None, _POLICY_FILE_HELP],
         [
             "watch-cache-sizes",
             None,
@@ -337,9 +369,12 @@ class Options(usage.Options):
             http2=not self["disable-http2-serving"],
             access_log=bool(self["access-log"]),
             watch_cache_sizes=parse_watch_cache_sizes(self["watch-cache-sizes"]),
+            token_auth_file=self["token-auth-file"],
+            authorization_policy_file=self["authorization-policy-file"],
         )
         _check_pairs(self.config)
         _check_tls_files(self.config)
+        _check_auth_files(self.config)
 
 
 def _looks_like_etcd_health(body: bytes) -> bool:
@@ -456,6 +491,6 @@ def makeService(options: Options) -> IService:
 
     try:
         return make_service(config, reactor)
-    except tls.TLSConfigError as error:
+    except (tls.TLSConfigError, TokenFileError, PolicyError) as error:
         raise fail(str(error)) from None
 

@@ -21,6 +21,7 @@ from wardled.api import respond
 from wardled.api.context import RequestContext, set_request_context
 from wardled.api.requestinfo import RequestInfo, parse_request_info
 from wardled.auth.authz import authorize, forbidden_error
+from wardled.auth.policy import IPolicy
 from wardled.auth.user import UserInfo
 
 Authenticator = Callable[[IRequest], UserInfo]
@@ -51,10 +52,16 @@ class FilteredResource(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, routes: IResource, authenticate: Authenticator) -> None:
+    def __init__(
+        self,
+        routes: IResource,
+        authenticate: Authenticator,
+        policy: IPolicy | None = None,
+    ) -> None:
         super().__init__()
         self.routes = routes
         self.authenticate = authenticate
+        self.policy = policy
 
     def render(self, request: IRequest) -> Any:
         request.setHeader(b"audit-id", str(uuid.uuid4()).encode())
@@ -70,7 +77,7 @@ class FilteredResource(Resource):
             raise apierrors.request_entity_too_large()
         user = self.authenticate(request)
         info = _request_info(request)
-        decision = authorize(user, info)
+        decision = authorize(user, info, self.policy)
         if not decision.allowed:
             if user.is_anonymous:
                 raise apierrors.unauthorized()

@@ -5,8 +5,10 @@ Authorization for a stand-alone server (no cluster to ask).
 As in the reference's chain: members of C{system:masters} may do everything,
 health and version paths are open to anyone, authenticated users may read
 discovery and OpenAPI documents (Kubernetes' default C{system:discovery}
-role), and everything else is refused with the reference's wording.  Delegated authorization (SubjectAccessReview)
-comes in a later issue.
+role), the rules of C{--authorization-policy-file} (L{wardled.auth.policy})
+grant what they list, and everything else is refused with the reference's
+wording.  Delegated authorization (SubjectAccessReview) comes in a later
+issue.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import attrs
 
 from wardled import apierrors
 from wardled.api.requestinfo import RequestInfo
+from wardled.auth.policy import IPolicy
 from wardled.auth.user import MASTERS, UserInfo
 
 ALWAYS_ALLOW_PATHS = ("/healthz", "/livez", "/readyz", "/version")
@@ -43,12 +46,22 @@ def is_open_path(path: str) -> bool:
     )
 
 
-def authorize(user: UserInfo, info: RequestInfo) -> Decision:
+def authorize(
+    user: UserInfo, info: RequestInfo, policy: IPolicy | None = None
+) -> Decision:
+    """
+    Whether C{user} may do what C{info} describes.
+
+    @param policy: the stand-alone policy consulted after the built-in
+        rules, if any.
+    """
     if MASTERS in user.groups:
         return Decision(True)
     if is_open_path(info.path):
         return Decision(True)
     if is_discovery(user, info):
+        return Decision(True)
+    if policy is not None and policy.allows(user, info):
         return Decision(True)
     return Decision(False, "no rule grants access")
 
