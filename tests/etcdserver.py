@@ -269,15 +269,8 @@ class EtcdServer:
         Send C{sig} to etcd (if it runs) and reap it.
         """
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process, sig)
 
     def kill(self) -> None:
         """
@@ -302,6 +295,20 @@ class EtcdServer:
 
     def __repr__(self) -> str:
         return f"<EtcdServer {self.url} data_dir={self.data_dir!r}>"
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """
+    Send C{sig} to C{process} if it still runs, wait up to L{STOP_TIMEOUT}
+    seconds, then SIGKILL; always reaps it.
+    """
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class SharedEtcdMixin:

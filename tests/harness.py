@@ -28,12 +28,12 @@ from typing import Any, Self
 
 import attrs
 
+from tests.etcdserver import stop_process
 from wardled import certs
 
 KUBECTL = "/usr/bin/kubectl"
 CURL = "curl"
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
 _POLL_INTERVAL = 0.05
 
@@ -441,19 +441,13 @@ class WardledProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """
-        Send C{sig}, wait up to L{STOP_TIMEOUT} seconds, then SIGKILL;
+        Send C{sig}, wait up to ten seconds, then SIGKILL;
         idempotent.
 
         @return: the exit status.
         """
         process = self._process
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, sig)
         _LIVE_PROCESSES.discard(process)
         return process.returncode
 
@@ -710,13 +704,7 @@ class WhoAmIServer:
         Terminate it and wait; idempotent.
         """
         process = self._process
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         _LIVE_PROCESSES.discard(process)
 
     def curl(

@@ -28,7 +28,7 @@ UPDATE = "UPDATE"
 DELETE = "DELETE"
 
 BAN_FLUNDER = "BanFlunder"
-KNOWN_PLUGINS = (BAN_FLUNDER,)
+KNOWN_PLUGINS = frozenset({BAN_FLUNDER})
 
 Object = dict[str, Any]
 

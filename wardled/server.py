@@ -160,8 +160,6 @@ def make_site(
     site = QuietSite(server.resource, reactor=reactor)
     site.access_log = config.access_log
     site.displayTracebacks = False
-    if not config.http2:
-        site.acceptableProtocols = lambda: [b"http/1.1"]  # type: ignore[method-assign]
     return site, server.multiplexer
 
 

@@ -28,12 +28,12 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from wardled import tls
+from wardled.admission import KNOWN_PLUGINS
 from wardled.auth.policy import PolicyError, PolicyFile
 from wardled.auth.tokenfile import TokenFileError, load_token_file
 from wardled.config import DEFAULT_CERT_DIR, DEFAULT_ETCD_PREFIX, WardledConfig
 
 PROGRAM = "wardled"
-KNOWN_ADMISSION_PLUGINS = frozenset({"BanFlunder"})
 ETCD_HEALTH_TIMEOUT = 3.0
 
 # (flag, WardledConfig field) of every option naming a file to read.
@@ -126,7 +126,7 @@ def parse_admission_plugins(names: Sequence[str]) -> frozenset[str]:
     @raise usage.UsageError: a name is unknown (worded like the reference).
     """
     for name in names:
-        if name not in KNOWN_ADMISSION_PLUGINS:
+        if name not in KNOWN_PLUGINS:
             raise usage.UsageError(
                 f'disable-admission-plugins plugin "{name}" is unknown'
             )

@@ -10,6 +10,7 @@ priority, resources by name), with the verbs the server really serves.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -134,6 +135,7 @@ def aggregated_discovery() -> Object:
     }
 
 
+@functools.cache
 def aggregated_document() -> tuple[bytes, str]:
     """
     The aggregated document's bytes and its ETag (a quoted hash of them).

@@ -132,10 +132,6 @@ def forbidden(field: str, detail: str) -> FieldError:
     return FieldError(ErrorType.FORBIDDEN, field, OMIT, detail)
 
 
-def duplicate(field: str, value: Any) -> FieldError:
-    return FieldError(ErrorType.DUPLICATE, field, value)
-
-
 def too_long(field: str, max_length: int) -> FieldError:
     unit = "byte" if max_length == 1 else "bytes"
     return FieldError(

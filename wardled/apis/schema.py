@@ -17,7 +17,6 @@ server: decoding normalises them, so everything downstream can trust shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -269,10 +268,3 @@ class Struct(Schema):
         result = self.decode(value, "", self.name, ctx)
         assert isinstance(result, dict)
         return result
-
-
-def unknown_field_warnings(paths: Sequence[str]) -> list[str]:
-    """
-    The texts Kubernetes uses for unknown fields.
-    """
-    return [f'unknown field "{path}"' for path in paths]

@@ -448,6 +448,8 @@ class Store:
 
     def _check_update_version(self, name: str, obj: Object, kv: KeyValue) -> None:
         given = obj.get("metadata", {}).get("resourceVersion", "")
+        if not given and self.strategy.allow_unconditional_update:
+            return
         if not given:
             raise apierrors.invalid(
                 apierrors.GroupKind(self.resource.group, self.resource.plural),

@@ -40,12 +40,14 @@ class Strategy:
         shared metadata checks, so its errors mask theirs, as in the reference).
     @ivar validate_update: update validation; the reference's is empty for
         both wardle types.
+    @ivar allow_unconditional_update: whether a PUT without
+        C{metadata.resourceVersion} is accepted (false for both types).  A PUT
+        never creates: the reference's AllowCreateOnUpdate is false for both.
     """
 
     resource: ResourceType
     validate: Validator = _no_errors
     validate_update: UpdateValidator = _no_errors
-    allow_create_on_update: bool = False
     allow_unconditional_update: bool = False
 
     @property
