@@ -452,13 +452,13 @@ class WardledProcess:
         return process.returncode
 
     def _connection(
-        self, user: str | None, timeout: float
+        self, user: str | None, timeout: float, context: ssl.SSLContext | None = None
     ) -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection(
             "127.0.0.1",
             self.port,
             timeout=timeout,
-            context=self.pki.ssl_context(user),
+            context=context or self.pki.ssl_context(user),
         )
 
     def https(
@@ -469,6 +469,7 @@ class WardledProcess:
         headers: Mapping[str, str] | None = None,
         user: str | None = ADMIN,
         timeout: float = REQUEST_TIMEOUT,
+        context: ssl.SSLContext | None = None,
     ) -> Response:
         """
         One HTTP/1.1 request over a new TLS connection.
@@ -481,10 +482,12 @@ class WardledProcess:
         @param user: C{"admin"}, C{"alice"}, C{"stranger"} or C{None} (no
             client certificate).
         @param timeout: socket timeout in seconds.
+        @param context: a client TLS context to use instead of C{user}'s
+            (e.g. one presenting a front-proxy certificate).
         """
         request_headers = dict(headers or {})
         payload = _encode_body(body, request_headers)
-        connection = self._connection(user, timeout)
+        connection = self._connection(user, timeout, context)
         try:
             connection.request(method, path, body=payload, headers=request_headers)
             response = connection.getresponse()

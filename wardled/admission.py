@@ -2,7 +2,8 @@
 """
 Admission: plugins that see every write after decoding and before storage.
 
-Only the reference's C{BanFlunder} exists.  Like the reference it reads
+The reference's C{BanFlunder} is here; C{NamespaceLifecycle}, which needs
+the cluster's namespaces, is in L{wardled.namespacelifecycle}.  Like the reference it reads
 Fischers from a cache (the watch cache), refusing creates with "not yet ready
 to handle request" while that cache has not synced; unlike the reference's
 informer, the read is consistent (the cache first catches up with etcd's
@@ -28,7 +29,9 @@ UPDATE = "UPDATE"
 DELETE = "DELETE"
 
 BAN_FLUNDER = "BanFlunder"
-KNOWN_PLUGINS = frozenset({BAN_FLUNDER})
+# Installed only behind kube-apiserver (see wardled.namespacelifecycle).
+NAMESPACE_LIFECYCLE = "NamespaceLifecycle"
+KNOWN_PLUGINS = frozenset({BAN_FLUNDER, NAMESPACE_LIFECYCLE})
 
 Object = dict[str, Any]
 

@@ -13,6 +13,8 @@ import attrs
 
 DEFAULT_ETCD_PREFIX = "/registry/wardle.example.com"
 DEFAULT_CERT_DIR = "apiserver.local.config/certificates"
+DEFAULT_REVIEW_CACHE_TTL = 10.0
+DEFAULT_ALWAYS_ALLOW_PATHS = ("/healthz", "/readyz", "/livez")
 
 
 @attrs.frozen
@@ -44,3 +46,21 @@ class WardledConfig:
     token_auth_file: str | None = None
     # The stand-alone YAML policy (--authorization-policy-file), re-read on change.
     authorization_policy_file: str | None = None
+    # Front-proxy (requestheader) authentication.
+    requestheader_client_ca_file: str | None = None
+    requestheader_allowed_names: tuple[str, ...] = ()
+    requestheader_username_headers: tuple[str, ...] = ("X-Remote-User",)
+    requestheader_group_headers: tuple[str, ...] = ("X-Remote-Group",)
+    requestheader_extra_headers_prefix: tuple[str, ...] = ("X-Remote-Extra-",)
+    requestheader_uid_headers: tuple[str, ...] = ()
+    # Delegation to kube-apiserver: the kubeconfig flags as given (None:
+    # in-cluster config when running in a pod, else stand-alone).
+    kubeconfig: str | None = None
+    authentication_kubeconfig: str | None = None
+    authorization_kubeconfig: str | None = None
+    authentication_skip_lookup: bool = False
+    authentication_tolerate_lookup_failure: bool = False
+    authentication_token_webhook_cache_ttl: float = DEFAULT_REVIEW_CACHE_TTL
+    authorization_always_allow_paths: tuple[str, ...] = DEFAULT_ALWAYS_ALLOW_PATHS
+    authorization_webhook_cache_authorized_ttl: float = DEFAULT_REVIEW_CACHE_TTL
+    authorization_webhook_cache_unauthorized_ttl: float = DEFAULT_REVIEW_CACHE_TTL

@@ -1,29 +1,41 @@
 # -*- test-case-name: tests.test_integration -*-
 """
 Assemble a running server from a L{WardledConfig}: storage, registry,
-routes behind the filters, the TLS listener, all under one
+routes behind the filters, authentication and authorization (delegated to
+the cluster when there is one), the TLS listener, all under one
 L{MultiService} so twistd starts and stops them in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from wardled.admission import NAMESPACE_LIFECYCLE, IAdmissionPlugin
 from wardled.api.app import WardleAPI
 from wardled.api.filters import Authenticator, FilteredResource
 from wardled.api.health import HealthCheck, health_endpoints, storage_check
-from wardled.auth.authn import authenticate, make_authenticator
+from wardled.auth.authn import make_authenticator
+from wardled.auth.authz import Authorizer
+from wardled.auth.clientauth import ClientAuth, merge_configmap
+from wardled.auth.configmap import ConfigMapRefresher, flags_given, settings_from_flags
+from wardled.auth.interfaces import ITokenChecker
 from wardled.auth.policy import IPolicy, PolicyFile
+from wardled.auth.sar import SubjectAccessReviewer
 from wardled.auth.tokenfile import load_token_file
+from wardled.auth.tokenreview import TokenReviewer
 from wardled.cache.multiplexer import WatchMultiplexer
 from wardled.config import WardledConfig
+from wardled.kube.client import KubeClient
+from wardled.kube.clusters import Clusters
+from wardled.kube.reflector import Reflector
+from wardled.namespacelifecycle import NAMESPACES_PATH, NamespaceLifecycle
 from wardled.registry.install import build_registry
 from wardled.storage.etcd import EtcdStorage
 from wardled.storage.interfaces import IStorage
@@ -32,17 +44,18 @@ from wardled.tls import tls_endpoint_service
 ETCD_HEALTH_TIMEOUT = 2.0
 
 
-class StorageService(Service):
+class ClosingService(Service):
     """
-    Owns the storage backend: closes it when the server stops.
+    Closes something (the storage backend, a cluster client) when the
+    server stops.
     """
 
-    def __init__(self, storage: Any) -> None:
-        self.storage = storage
+    def __init__(self, closeable: Any) -> None:
+        self.closeable = closeable
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
-        close = getattr(self.storage, "close", None)
+        close = getattr(self.closeable, "close", None)
         return close() if close is not None else None
 
 
@@ -74,21 +87,26 @@ def build_api(
     storage: IStorage,
     key_prefix: str,
     reactor: Any,
-    authenticator: Authenticator = authenticate,
+    authenticator: Authenticator | None = None,
     disabled_admission: Collection[str] = (),
     shutting_down: Callable[[], bool] = lambda: False,
     history_sizes: Mapping[str, int] | None = None,
-    policy: IPolicy | None = None,
+    authorizer: Authorizer | None = None,
+    first_admission: Sequence[IAdmissionPlugin] = (),
 ) -> APIServer:
     """
     Filters in front of the routes, over C{storage} and its watch caches.
 
     @param reactor: provides C{seconds} (object timestamps) and C{callLater}
         (timeouts); a L{Clock} in tests.
-    @param policy: the stand-alone authorization policy, if any.
+    @param authenticator: who sent a request; by default nobody is
+        authenticated (everyone is anonymous).
+    @param authorizer: the authorization chain; by default the stand-alone
+        rules without a policy.
+    @param first_admission: admission plugins that run before BanFlunder.
     """
     registry = build_registry(
-        storage, key_prefix, reactor, disabled_admission, history_sizes
+        storage, key_prefix, reactor, disabled_admission, history_sizes, first_admission
     )
     cachers = [store.cacher for store in registry.stores.values() if store.cacher]
 
@@ -103,46 +121,122 @@ def build_api(
         extra_readiness=(HealthCheck("watch-cache", caches_ready),),
     )
     api = WardleAPI(registry.stores, health)
-    return APIServer(
-        FilteredResource(api.app.resource(), authenticator, policy), registry.multiplexer
+    filtered = FilteredResource(
+        api.app.resource(), authenticator or make_authenticator(), authorizer
     )
+    return APIServer(filtered, registry.multiplexer)
 
 
 def make_root(
     storage: IStorage,
     key_prefix: str,
     reactor: Any,
-    authenticator: Authenticator = authenticate,
+    authenticator: Authenticator | None = None,
     disabled_admission: Collection[str] = (),
-    policy: IPolicy | None = None,
+    authorizer: Authorizer | None = None,
 ) -> IResource:
     """
     The resource tree with its caches started now (for in-memory tests).
     """
     server = build_api(
-        storage, key_prefix, reactor, authenticator, disabled_admission, policy=policy
+        storage,
+        key_prefix,
+        reactor,
+        authenticator,
+        disabled_admission,
+        authorizer=authorizer,
     )
     if server.multiplexer is not None:
         server.multiplexer.startService()
     return server.resource
 
 
+@attrs.frozen
+class Access:
+    """
+    Who may do what: the authenticator, the authorizer and the admission
+    plugins that need the cluster, plus the services that keep them
+    current (ConfigMap refresher, namespace mirror, closing cluster
+    clients).
+    """
+
+    client_auth: ClientAuth
+    authenticator: Authenticator
+    authorizer: Authorizer
+    first_admission: tuple[IAdmissionPlugin, ...]
+    services: tuple[IService, ...]
+
+
+def build_access(
+    config: WardledConfig,
+    reactor: Any,
+    clusters: Clusters,
+    configmap: Mapping[str, str] | None,
+    policy: IPolicy | None,
+) -> Access:
+    """
+    The authentication and authorization chains for C{config}, delegating
+    to C{clusters} where they are known.
+
+    @param configmap: the C{extension-apiserver-authentication} data read at
+        start-up (C{None}: none, or not looked up).
+    @raise wardled.tls.TLSConfigError: a CA file cannot be used.
+    @raise wardled.auth.clientauth.ClientAuthError: the ConfigMap holds
+        something unusable.
+    @raise wardled.auth.tokenfile.TokenFileError: C{--token-auth-file}
+        cannot be loaded.
+    """
+    flags = settings_from_flags(config)
+    from_flags = flags_given(config)
+    client_auth = ClientAuth(merge_configmap(flags, from_flags, configmap))
+    services: list[IService] = []
+    checkers: list[ITokenChecker] = []
+    if config.token_auth_file:
+        checkers.append(load_token_file(config.token_auth_file))
+    if clusters.authentication is not None:
+        client = KubeClient(reactor, clusters.authentication)
+        services.append(ClosingService(client))
+        checkers.append(
+            TokenReviewer(client, reactor, config.authentication_token_webhook_cache_ttl)
+        )
+        if not config.authentication_skip_lookup:
+            services.append(
+                ConfigMapRefresher(client, reactor, client_auth, flags, from_flags)
+            )
+    reviewer = None
+    if clusters.authorization is not None:
+        client = KubeClient(reactor, clusters.authorization)
+        services.append(ClosingService(client))
+        reviewer = SubjectAccessReviewer(
+            client,
+            reactor,
+            config.authorization_webhook_cache_authorized_ttl,
+            config.authorization_webhook_cache_unauthorized_ttl,
+        )
+    first_admission: list[IAdmissionPlugin] = []
+    if clusters.core is not None and NAMESPACE_LIFECYCLE not in config.disable_admission_plugins:
+        client = KubeClient(reactor, clusters.core)
+        namespaces = Reflector(reactor, client, NAMESPACES_PATH)
+        services.extend((namespaces, ClosingService(client)))
+        first_admission.append(NamespaceLifecycle(namespaces, client, reactor))
+    return Access(
+        client_auth,
+        make_authenticator(client_auth, checkers),
+        Authorizer(policy, reviewer, config.authorization_always_allow_paths),
+        tuple(first_admission),
+        tuple(services),
+    )
+
+
 def make_site(
     config: WardledConfig,
     storage: IStorage,
     reactor: Any,
-    policy: IPolicy | None = None,
+    access: Access,
 ) -> tuple[Site, WatchMultiplexer | None]:
     """
     The HTTP site for C{config}.
-
-    @param policy: the stand-alone authorization policy, if any.
-    @raise wardled.auth.tokenfile.TokenFileError: C{--token-auth-file}
-        cannot be loaded.
     """
-    tokens = None
-    if config.token_auth_file:
-        tokens = load_token_file(config.token_auth_file)
     shutting_down = [False]
     reactor.addSystemEventTrigger(
         "before", "shutdown", lambda: shutting_down.__setitem__(0, True)
@@ -151,11 +245,12 @@ def make_site(
         storage,
         config.etcd_prefix,
         reactor,
+        authenticator=access.authenticator,
         disabled_admission=config.disable_admission_plugins,
         shutting_down=lambda: shutting_down[0],
         history_sizes=dict(config.watch_cache_sizes),
-        authenticator=make_authenticator(tokens),
-        policy=policy,
+        authorizer=access.authorizer,
+        first_admission=access.first_admission,
     )
     site = QuietSite(server.resource, reactor=reactor)
     site.access_log = config.access_log
@@ -163,9 +258,18 @@ def make_site(
     return site, server.multiplexer
 
 
-def make_service(config: WardledConfig, reactor: Any) -> MultiService:
+def make_service(
+    config: WardledConfig,
+    reactor: Any,
+    clusters: Clusters | None = None,
+    configmap: Mapping[str, str] | None = None,
+) -> MultiService:
     """
     The whole server as a service tree.
+
+    @param clusters: the clusters delegated to (none: stand-alone).
+    @param configmap: the C{extension-apiserver-authentication} data read at
+        start-up, if any.
     """
     top = MultiService()
     storage = EtcdStorage(
@@ -175,13 +279,18 @@ def make_service(config: WardledConfig, reactor: Any) -> MultiService:
         cert_file=config.etcd_certfile,
         key_file=config.etcd_keyfile,
     )
-    StorageService(storage).setServiceParent(top)
+    ClosingService(storage).setServiceParent(top)
     policy = None
     if config.authorization_policy_file:
         policy = PolicyFile.load(config.authorization_policy_file)
         policy.service(reactor).setServiceParent(top)
-    site, multiplexer = make_site(config, storage, reactor, policy)
+    access = build_access(config, reactor, clusters or Clusters(), configmap, policy)
+    for service in access.services:
+        service.setServiceParent(top)
+    site, multiplexer = make_site(config, storage, reactor, access)
     if multiplexer is not None:
         multiplexer.setServiceParent(top)
-    tls_endpoint_service(reactor, config, site).setServiceParent(top)
+    tls_endpoint_service(
+        reactor, config, site, access.client_auth.current_handshake_authorities
+    ).setServiceParent(top)
     return top

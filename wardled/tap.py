@@ -16,22 +16,36 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 import socket
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from twisted.application.service import IService
+from twisted.logger import Logger
 from twisted.python import usage
 
 from wardled import tls
 from wardled.admission import KNOWN_PLUGINS
+from wardled.auth.clientauth import ClientAuthError
+from wardled.auth.configmap import LookupFailed, lookup_blocking
 from wardled.auth.policy import PolicyError, PolicyFile
 from wardled.auth.tokenfile import TokenFileError, load_token_file
-from wardled.config import DEFAULT_CERT_DIR, DEFAULT_ETCD_PREFIX, WardledConfig
+from wardled.config import (
+    DEFAULT_ALWAYS_ALLOW_PATHS,
+    DEFAULT_CERT_DIR,
+    DEFAULT_ETCD_PREFIX,
+    WardledConfig,
+)
+from wardled.kube.clusters import Clusters, resolve_clusters
+from wardled.kube.kubeconfig import KubeconfigError
+
+log = Logger()
 
 PROGRAM = "wardled"
 ETCD_HEALTH_TIMEOUT = 3.0
@@ -46,7 +60,25 @@ _FILE_FLAGS = (
     ("etcd-keyfile", "etcd_keyfile"),
     ("token-auth-file", "token_auth_file"),
     ("authorization-policy-file", "authorization_policy_file"),
+    ("requestheader-client-ca-file", "requestheader_client_ca_file"),
+    ("kubeconfig", "kubeconfig"),
+    ("authentication-kubeconfig", "authentication_kubeconfig"),
+    ("authorization-kubeconfig", "authorization_kubeconfig"),
 )
+
+# Flags that take a comma-separated list (pflag's StringSlice: repeating the
+# flag adds to the list), with their defaults.
+_LIST_FLAGS: dict[str, tuple[str, ...]] = {
+    "requestheader-allowed-names": (),
+    "requestheader-username-headers": ("X-Remote-User",),
+    "requestheader-group-headers": ("X-Remote-Group",),
+    "requestheader-extra-headers-prefix": ("X-Remote-Extra-",),
+    "requestheader-uid-headers": (),
+    "authorization-always-allow-paths": DEFAULT_ALWAYS_ALLOW_PATHS,
+}
+
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
 
 
 def fail(message: str) -> SystemExit:
@@ -58,6 +90,44 @@ def fail(message: str) -> SystemExit:
 
 def _split_list(value: str) -> list[str]:
     return [each.strip() for each in value.split(",") if each.strip()]
+
+
+def parse_duration(flag: str, value: str) -> float:
+    """
+    Parse a Go duration (C{10s}, C{1m30s}, C{500ms}, C{0}) into seconds.
+
+    @raise usage.UsageError: not a duration, or negative.
+    """
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    position, seconds = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise usage.UsageError(
+            f"invalid --{flag} {value!r}: want a duration such as 10s, 1m30s or 500ms"
+        )
+    return seconds
+
+
+def parse_always_allow_paths(values: Sequence[str]) -> tuple[str, ...]:
+    """
+    Check C{--authorization-always-allow-paths}: each starts with C{/}, and
+    a C{*} may only end one.
+
+    @raise usage.UsageError: one does not.
+    """
+    for path in values:
+        if not path.startswith("/") or "*" in path[:-1]:
+            raise usage.UsageError(
+                f"invalid --authorization-always-allow-paths entry {path!r}: want "
+                "/path or /prefix* "
+            )
+    return tuple(values)
 
 
 def parse_port(value: str) -> int:
@@ -210,6 +280,11 @@ def _check_tls_files(config: WardledConfig) -> None:
         raise usage.UsageError(
             f"--tls-cert-file/--tls-private-key-file/--client-ca-file: {error}"
         ) from None
+    if config.requestheader_client_ca_file:
+        try:
+            tls.load_certificates(config.requestheader_client_ca_file)
+        except tls.TLSConfigError as error:
+            raise usage.UsageError(f"--requestheader-client-ca-file: {error}") from None
     if any((config.etcd_cafile, config.etcd_certfile)):
         try:
             etcd_ssl_context(config)
@@ -276,6 +351,30 @@ _CERT_DIR_HELP = (
 )
 
 
+_LIST_HELP = {
+    "requestheader-allowed-names": "Front-proxy client certificate CNs allowed (default: any).",
+    "requestheader-username-headers": "Headers holding the user name.",
+    "requestheader-group-headers": "Headers holding groups (one group per value).",
+    "requestheader-extra-headers-prefix": "Prefixes of headers holding extra user info.",
+    "requestheader-uid-headers": "Headers holding the user's uid.",
+    "authorization-always-allow-paths": "Paths anyone may GET without authorization.",
+}
+
+
+def _list_option(flag: str) -> Callable[[Any, str], None]:
+    """
+    An C{opt_} method for a comma-separated list flag: each use adds to the
+    list, which then replaces the default.
+    """
+
+    def add(self: Any, value: str) -> None:
+        self.lists[flag] = [*(self.lists[flag] or ()), *_split_list(value)]
+
+    default = ",".join(_LIST_FLAGS[flag]) or "none"
+    add.__doc__ = f"{_LIST_HELP[flag]} Comma-separated; default {default}."
+    return add
+
+
 class Options(usage.Options):
     """
     C{twistd wardled} options; after parsing, L{config} holds them as a
@@ -304,6 +403,40 @@ class Options(usage.Options):
         ["token-auth-file", None, None, _TOKEN_FILE_HELP],
         ["authorization-policy-file", None, None, _POLICY_FILE_HELP],
         [
+            "requestheader-client-ca-file",
+            None,
+            None,
+            ("CA bundle of the front proxy (the aggregator); X-Remote-* headers "
+            "are believed only on connections with a client certificate it signed."),
+        ],
+        ["kubeconfig", None, None, "kubeconfig of the core cluster (namespaces); default in-cluster."],
+        [
+            "authentication-kubeconfig",
+            None,
+            None,
+            ("kubeconfig for TokenReview and the extension-apiserver-authentication "
+            "ConfigMap; default in-cluster."),
+        ],
+        [
+            "authorization-kubeconfig",
+            None,
+            None,
+            "kubeconfig for SubjectAccessReview; default in-cluster.",
+        ],
+        ["authentication-token-webhook-cache-ttl", None, "10s", "How long TokenReview answers are cached."],
+        [
+            "authorization-webhook-cache-authorized-ttl",
+            None,
+            "10s",
+            "How long allowed SubjectAccessReview answers are cached.",
+        ],
+        [
+            "authorization-webhook-cache-unauthorized-ttl",
+            None,
+            "10s",
+            "How long denied SubjectAccessReview answers are cached.",
+        ],
+        [
             "watch-cache-sizes",
             None,
             None,
@@ -317,6 +450,16 @@ class Options(usage.Options):
     optFlags: ClassVar[list[list[str | None]]] = [
         ["disable-http2-serving", None, "Offer only HTTP/1.1 (no h2 over ALPN)."],
         ["access-log", None, "Log one line per request."],
+        [
+            "authentication-skip-lookup",
+            None,
+            "Do not read kube-system/extension-apiserver-authentication.",
+        ],
+        [
+            "authentication-tolerate-lookup-failure",
+            None,
+            "Start even if that ConfigMap cannot be read (requests may then be anonymous).",
+        ],
     ]
 
     config: WardledConfig
@@ -324,6 +467,20 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self.disabled_admission_plugins: list[str] = []
+        self.lists: dict[str, list[str] | None] = dict.fromkeys(_LIST_FLAGS)
+
+    opt_requestheader_allowed_names = _list_option("requestheader-allowed-names")
+    opt_requestheader_username_headers = _list_option("requestheader-username-headers")
+    opt_requestheader_group_headers = _list_option("requestheader-group-headers")
+    opt_requestheader_extra_headers_prefix = _list_option(
+        "requestheader-extra-headers-prefix"
+    )
+    opt_requestheader_uid_headers = _list_option("requestheader-uid-headers")
+    opt_authorization_always_allow_paths = _list_option("authorization-always-allow-paths")
+
+    def _list(self, flag: str) -> tuple[str, ...]:
+        given = self.lists[flag]
+        return _LIST_FLAGS[flag] if given is None else tuple(given)
 
     def opt_disable_admission_plugins(self, value: str) -> None:
         """
@@ -338,9 +495,12 @@ class Options(usage.Options):
         @raise SystemExit: C{--help} (status 0) or a bad flag or value.
         """
         try:
-            super().parseOptions(options)
+            super().parseOptions(_go_bool_flags(options, self.optFlags))
         except usage.UsageError as error:
             raise fail(str(error)) from None
+
+    def _duration(self, flag: str) -> float:
+        return parse_duration(flag, self[flag])
 
     def postOptions(self) -> None:
         """
@@ -371,10 +531,63 @@ class Options(usage.Options):
             watch_cache_sizes=parse_watch_cache_sizes(self["watch-cache-sizes"]),
             token_auth_file=self["token-auth-file"],
             authorization_policy_file=self["authorization-policy-file"],
+            requestheader_client_ca_file=self["requestheader-client-ca-file"],
+            requestheader_allowed_names=self._list("requestheader-allowed-names"),
+            requestheader_username_headers=self._list("requestheader-username-headers"),
+            requestheader_group_headers=self._list("requestheader-group-headers"),
+            requestheader_extra_headers_prefix=self._list(
+                "requestheader-extra-headers-prefix"
+            ),
+            requestheader_uid_headers=self._list("requestheader-uid-headers"),
+            kubeconfig=self["kubeconfig"],
+            authentication_kubeconfig=self["authentication-kubeconfig"],
+            authorization_kubeconfig=self["authorization-kubeconfig"],
+            authentication_skip_lookup=bool(self["authentication-skip-lookup"]),
+            authentication_tolerate_lookup_failure=bool(
+                self["authentication-tolerate-lookup-failure"]
+            ),
+            authentication_token_webhook_cache_ttl=self._duration(
+                "authentication-token-webhook-cache-ttl"
+            ),
+            authorization_always_allow_paths=parse_always_allow_paths(
+                self._list("authorization-always-allow-paths")
+            ),
+            authorization_webhook_cache_authorized_ttl=self._duration(
+                "authorization-webhook-cache-authorized-ttl"
+            ),
+            authorization_webhook_cache_unauthorized_ttl=self._duration(
+                "authorization-webhook-cache-unauthorized-ttl"
+            ),
         )
         _check_pairs(self.config)
         _check_tls_files(self.config)
         _check_auth_files(self.config)
+
+
+def _go_bool_flags(
+    arguments: Sequence[str] | None, flags: Sequence[Sequence[str | None]]
+) -> Sequence[str] | None:
+    """
+    Accept Go's C{--flag=true} and C{--flag=false} for boolean flags, as the
+    reference's command line does: C{=true} is the bare flag, C{=false}
+    leaves it out.
+
+    @raise usage.UsageError: another value.
+    """
+    if arguments is None:
+        return None
+    names = {str(flag[0]) for flag in flags}
+    result: list[str] = []
+    for argument in arguments:
+        name, equals, value = argument.partition("=")
+        if not (equals and name.startswith("--") and name[2:] in names):
+            result.append(argument)
+            continue
+        if value.lower() in ("true", "1", "t"):
+            result.append(name)
+        elif value.lower() not in ("false", "0", "f"):
+            raise usage.UsageError(f"invalid {name} {value!r}: want true or false")
+    return result
 
 
 def _looks_like_etcd_health(body: bytes) -> bool:
@@ -473,24 +686,59 @@ def _ensure_serving_cert(config: WardledConfig) -> None:
         ) from None
 
 
+def resolve_delegation(
+    config: WardledConfig, environ: Mapping[str, str] = os.environ
+) -> tuple[Clusters, dict[str, str] | None]:
+    """
+    Find the clusters to delegate to and, unless told not to, read the
+    C{extension-apiserver-authentication} ConfigMap (blocking, before the
+    reactor runs, as the reference does before serving).
+
+    @return: the clusters and the ConfigMap's data (C{None}: none, not
+        looked up, or a tolerated failure).
+    @raise SystemExit: a kubeconfig cannot be used, or the ConfigMap cannot
+        be read and C{--authentication-tolerate-lookup-failure} is not set.
+    """
+    try:
+        clusters = resolve_clusters(config, environ)
+    except KubeconfigError as error:
+        raise fail(str(error)) from None
+    if clusters.authentication is None or config.authentication_skip_lookup:
+        return clusters, None
+    try:
+        return clusters, lookup_blocking(clusters.authentication)
+    except LookupFailed as error:
+        if not config.authentication_tolerate_lookup_failure:
+            raise fail(
+                f"unable to load configmap based request-header-client-ca-file: {error}"
+            ) from None
+        log.warn(  # noqa: G010 - twisted.logger has no warning()
+            "Error looking up in-cluster authentication configuration: {error}; "
+            "continuing without it (requests may be treated as anonymous)",
+            error=error,
+        )
+        return clusters, None
+
+
 def makeService(options: Options) -> IService:
     """
     Build the wardled service from parsed L{Options} (the twistd plugin's
     entry point).
 
     @raise SystemExit: the port cannot be listened on, etcd does not
-        answer, or the certificates cannot be set up.
+        answer, the certificates cannot be set up, or delegation to the
+        cluster cannot be set up.
     """
     config = options.config
     check_can_listen(config)
     check_etcd_reachable(config)
     _ensure_serving_cert(config)
+    clusters, configmap = resolve_delegation(config)
     from twisted.internet import reactor
 
     from wardled.server import make_service
 
     try:
-        return make_service(config, reactor)
-    except (tls.TLSConfigError, TokenFileError, PolicyError) as error:
+        return make_service(config, reactor, clusters, configmap)
+    except (tls.TLSConfigError, TokenFileError, PolicyError, ClientAuthError) as error:
         raise fail(str(error)) from None
-

@@ -4,37 +4,51 @@ HTTPS with optional x509 client-certificate authentication.
 
 Twisted's C{ssl:} endpoint strings cannot ask for client certificates, so
 wardled listens on a plain TCP endpoint and wraps its L{Site} in
-L{TLSMemoryBIOFactory} with L{CertificateOptions} that request (but do not
-require) a client certificate chained to C{--client-ca-file}.  A certificate
-from another CA fails the handshake; no certificate at all is fine, and the
-request is then authenticated some other way or is anonymous.
+L{TLSMemoryBIOFactory} with TLS settings that request (but do not require) a
+client certificate chained to one of the I{handshake authorities}: the
+C{--client-ca-file} bundle and, with front-proxy authentication, the
+C{--requestheader-client-ca-file} bundle.  A certificate from any other CA
+fails the handshake; no certificate at all is fine, and the request is then
+authenticated some other way or is anonymous.  Which of the bundles a
+certificate chains to is decided per request by L{wardled.auth} (see
+L{peer_certificates} and L{CertificateVerifier}), because the two bundles
+mean different things and either may be rotated while the server runs
+(L{RotatingServerTLS}).
 
 L{client_certificate_identity} reads the verified certificate's CN (user)
-and O values (groups) from a request over HTTP/1.1 or HTTP/2; it is the one
-place that knows where the TLS transport hides under each protocol.
+and O values (groups) from a request over HTTP/1.1 or HTTP/2; with
+L{peer_certificates} it is the one place that knows where the TLS transport
+hides under each protocol.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IReactorTCP, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IOpenSSLServerConnectionCreator,
+    IReactorTCP,
+    IStreamServerEndpoint,
+)
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from wardled import certs
 from wardled.config import WardledConfig
@@ -47,10 +61,10 @@ HTTP11_ONLY = [b"http/1.1"]
 
 Identity = tuple[str, tuple[str, ...]]
 
-# Where a TLS protocol object caches its peer's identity (see
-# client_certificate_identity); _NO_IDENTITY marks "looked, none".
-_IDENTITY_ATTRIBUTE = "_wardled_client_identity"
-_NO_IDENTITY = ("", ())
+# Where a TLS protocol object caches its peer's certificates (see
+# peer_certificates); _NOT_LOOKED marks "not looked yet".
+_PEER_ATTRIBUTE = "_wardled_peer_certificates"
+_NOT_LOOKED = object()
 
 
 class TLSConfigError(ValueError):
@@ -76,12 +90,7 @@ def load_certificates(path: str) -> list[x509.Certificate]:
 
     @raise TLSConfigError: the file cannot be read or holds no certificate.
     """
-    data = _read(path)
-    try:
-        found = x509.load_pem_x509_certificates(data)
-    except ValueError as error:
-        raise TLSConfigError(f"{path} holds no PEM certificate: {error}") from error
-    return found
+    return load_certificates_pem(_read(path), path)
 
 
 def load_private_key(path: str) -> Any:
@@ -108,14 +117,78 @@ def _public_der(public_key: Any) -> bytes:
     )
 
 
+def load_certificates_pem(data: bytes, source: str) -> list[x509.Certificate]:
+    """
+    Every PEM certificate in C{data} (read from C{source}, named in errors).
+
+    @raise TLSConfigError: C{data} holds no PEM certificate.
+    """
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        raise TLSConfigError(f"{source} holds no PEM certificate: {error}") from error
+
+
+@attrs.frozen
+class ServingPair:
+    """
+    The serving certificate (with its chain) and its private key.
+    """
+
+    chain: tuple[x509.Certificate, ...]
+    key: Any
+
+    @classmethod
+    def load(cls, cert_file: str, key_file: str) -> ServingPair:
+        """
+        Read and check a serving pair.
+
+        @raise TLSConfigError: a file is unreadable or malformed, or the key
+            does not belong to the certificate.
+        """
+        chain = load_certificates(cert_file)
+        key = load_private_key(key_file)
+        if _public_der(chain[0].public_key()) != _public_der(key.public_key()):
+            raise TLSConfigError(
+                f"private key {key_file} does not match certificate {cert_file}"
+            )
+        pair = cls(tuple(chain), key)
+        try:
+            pair.options(()).getContext()
+        except Exception as error:
+            raise TLSConfigError(
+                f"cannot use certificate {cert_file} with key {key_file}: {error}"
+            ) from error
+        return pair
+
+    def options(self, authorities: Sequence[x509.Certificate]) -> CertificateOptions:
+        """
+        TLS settings serving this pair, TLS 1.2 at least, asking for (not
+        requiring) a client certificate chained to one of C{authorities}
+        (none asked for when empty).
+        """
+        # Twisted's annotations still say pyOpenSSL X509, but pyOpenSSL takes
+        # cryptography objects directly (and warns about X509 ones).  caCerts
+        # must stay pyOpenSSL X509: X509Store.add_cert rejects anything else.
+        return CertificateOptions(
+            privateKey=self.key,
+            certificate=self.chain[0],  # type: ignore[arg-type]
+            extraCertChain=list(self.chain[1:]) or None,  # type: ignore[arg-type]
+            verify=bool(authorities),
+            caCerts=[crypto.X509.from_cryptography(each) for each in authorities]
+            or None,
+            requireCertificate=False,
+            raiseMinimumTo=TLSVersion.TLSv1_2,
+        )
+
+
 def server_tls_options(
     cert_file: str, key_file: str, client_ca_file: str | None
 ) -> CertificateOptions:
     """
-    Build the server's TLS settings.
+    Build the server's TLS settings with one fixed client CA bundle.
 
-    TLS 1.2 is the minimum.  ALPN (h2, http/1.1) comes from the wrapped
-    L{Site}, not from here.
+    ALPN (h2, http/1.1) comes from the wrapped L{Site}, not from here.
 
     @param cert_file: the serving certificate in PEM, optionally followed by
         its chain.
@@ -126,32 +199,46 @@ def server_tls_options(
     @raise TLSConfigError: a file is unreadable or malformed, or the key does
         not belong to the certificate.
     """
-    chain = load_certificates(cert_file)
-    key = load_private_key(key_file)
-    if _public_der(chain[0].public_key()) != _public_der(key.public_key()):
-        raise TLSConfigError(
-            f"private key {key_file} does not match certificate {cert_file}"
-        )
+    pair = ServingPair.load(cert_file, key_file)
     authorities = [] if client_ca_file is None else load_certificates(client_ca_file)
-    # Twisted's annotations still say pyOpenSSL X509, but pyOpenSSL takes
-    # cryptography objects directly (and warns about X509 ones).  caCerts
-    # must stay pyOpenSSL X509: X509Store.add_cert rejects anything else.
-    options = CertificateOptions(
-        privateKey=key,
-        certificate=chain[0],  # type: ignore[arg-type]
-        extraCertChain=chain[1:] or None,  # type: ignore[arg-type]
-        verify=bool(authorities),
-        caCerts=[crypto.X509.from_cryptography(each) for each in authorities] or None,
-        requireCertificate=False,
-        raiseMinimumTo=TLSVersion.TLSv1_2,
-    )
-    try:
-        options.getContext()
-    except Exception as error:
-        raise TLSConfigError(
-            f"cannot use certificate {cert_file} with key {key_file}: {error}"
-        ) from error
+    options = pair.options(authorities)
+    options.getContext()
     return options
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class RotatingServerTLS:
+    """
+    Server TLS whose handshake authorities can change while the server runs
+    (a rotated client or front-proxy CA): each new connection uses the
+    authorities current when it arrives; open connections keep theirs.
+
+    @ivar authorities: returns the current handshake authorities; the
+        settings are rebuilt only when it returns a different tuple.
+    """
+
+    def __init__(
+        self,
+        pair: ServingPair,
+        authorities: Callable[[], tuple[x509.Certificate, ...]],
+    ) -> None:
+        self.pair = pair
+        self.authorities = authorities
+        self._built_for = authorities()
+        self._options = pair.options(self._built_for)
+
+    def context(self) -> SSL.Context:
+        """
+        The OpenSSL context for a connection arriving now.
+        """
+        current = self.authorities()
+        if current is not self._built_for and current != self._built_for:
+            self._options = self.pair.options(current)
+            self._built_for = current
+        return self._options.getContext()
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        return SSL.Connection(self.context(), None)
 
 
 def _readable(*paths: str) -> bool:
@@ -213,14 +300,71 @@ def _identity_of(certificate: x509.Certificate) -> Identity:
     return user, tuple(str(each.value) for each in organizations)
 
 
+class PeerCertificates:
+    """
+    What the client of one TLS connection presented: its certificate, the
+    intermediates it sent, and the identity the certificate names.
+
+    Kept on the connection so that a connection's many requests parse the
+    certificate once, and verify it against each L{CertificateVerifier}
+    once (L{verdicts}).
+    """
+
+    def __init__(self, leaf: crypto.X509, intermediates: Sequence[crypto.X509]) -> None:
+        self.leaf = leaf
+        self.intermediates = tuple(intermediates)
+        self.identity = _identity_of(leaf.to_cryptography())
+        self.verdicts: dict[int, bool] = {}
+
+    @property
+    def common_name(self) -> str:
+        return self.identity[0]
+
+
+def _read_peer(transport: Any) -> PeerCertificates | None:
+    get_peer_certificate = getattr(transport, "getPeerCertificate", None)
+    leaf = get_peer_certificate() if get_peer_certificate is not None else None
+    if leaf is None:
+        return None
+    connection = getattr(transport, "_tlsConnection", None)
+    chain = connection.get_peer_cert_chain() if connection is not None else None
+    leaf_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, leaf)
+    intermediates = [
+        each
+        for each in chain or ()
+        if crypto.dump_certificate(crypto.FILETYPE_ASN1, each) != leaf_der
+    ]
+    return PeerCertificates(leaf, intermediates)
+
+
+def peer_certificates(request: Any) -> PeerCertificates | None:
+    """
+    The client certificate (and chain) of C{request}'s connection, parsed
+    once per connection.
+
+    The handshake already checked that it chains to one of the handshake
+    authorities; which one is for a L{CertificateVerifier} to say.
+
+    @param request: a L{twisted.web.server.Request} over TLS (HTTP/1.1 or
+        HTTP/2).
+    @return: C{None} when the client sent no certificate or the connection
+        is not TLS.
+    """
+    transport = _tls_transport(request)
+    cached = getattr(transport, _PEER_ATTRIBUTE, _NOT_LOOKED)
+    if cached is _NOT_LOOKED:
+        cached = _read_peer(transport)
+        try:
+            setattr(transport, _PEER_ATTRIBUTE, cached)
+        except AttributeError:
+            pass
+    return cached  # type: ignore[return-value]
+
+
 def client_certificate_identity(request: Any) -> Identity | None:
     """
     The user (CN) and groups (every O, in order) of the client certificate
     on C{request}'s connection.
-
-    The certificate was verified against C{--client-ca-file} during the
-    handshake (one that fails is refused there).  The identity is parsed
-    once per connection and cached on the TLS protocol object.
 
     @param request: a L{twisted.web.server.Request} over TLS (HTTP/1.1 or
         HTTP/2).
@@ -228,19 +372,53 @@ def client_certificate_identity(request: Any) -> Identity | None:
         certificate, the connection is not TLS, or the certificate has no CN
         (Kubernetes then does not authenticate the request by certificate).
     """
-    transport = _tls_transport(request)
-    cached = getattr(transport, _IDENTITY_ATTRIBUTE, None)
-    if cached is None:
-        get_peer_certificate = getattr(transport, "getPeerCertificate", None)
-        peer = get_peer_certificate() if get_peer_certificate is not None else None
-        cached = _NO_IDENTITY if peer is None else _identity_of(peer.to_cryptography())
-        try:
-            setattr(transport, _IDENTITY_ATTRIBUTE, cached)
-        except AttributeError:
-            pass
-    if cached[0] == "":
+    peer = peer_certificates(request)
+    if peer is None or peer.common_name == "":
         return None
-    return cached
+    return peer.identity
+
+
+_VERIFIER_SERIALS = itertools.count(1)
+
+
+class CertificateVerifier:
+    """
+    Whether a client certificate chains to one CA bundle.
+
+    The handshake accepts a certificate that chains to any handshake
+    authority; a verifier per bundle tells them apart (is this the
+    front-proxy, or a user with a client certificate?).  A rotated bundle
+    gets a new verifier, so verdicts cached on a connection under the old
+    one are not reused.
+    """
+
+    def __init__(self, authorities: Sequence[x509.Certificate]) -> None:
+        self.authorities = tuple(authorities)
+        self.serial = next(_VERIFIER_SERIALS)
+        self._store = crypto.X509Store()
+        for authority in self.authorities:
+            self._store.add_cert(crypto.X509.from_cryptography(authority))
+
+    def verifies(self, peer: PeerCertificates) -> bool:
+        """
+        Whether C{peer}'s certificate chains to this bundle (checked once
+        per connection).
+        """
+        verdict = peer.verdicts.get(self.serial)
+        if verdict is None:
+            verdict = self._verify(peer)
+            peer.verdicts[self.serial] = verdict
+        return verdict
+
+    def _verify(self, peer: PeerCertificates) -> bool:
+        if not self.authorities:
+            return False
+        context = crypto.X509StoreContext(self._store, peer.leaf, list(peer.intermediates))
+        try:
+            context.verify_certificate()
+        except crypto.X509StoreContextError:
+            return False
+        return True
 
 
 def listening_endpoint(
@@ -281,7 +459,10 @@ class _TLSListeningService(StreamServerEndpointService):
 
 
 def tls_endpoint_service(
-    reactor: IReactorTCP, config: WardledConfig, site: Site
+    reactor: IReactorTCP,
+    config: WardledConfig,
+    site: Site,
+    authorities: Callable[[], tuple[x509.Certificate, ...]] | None = None,
 ) -> IService:
     """
     The service that serves C{site} over HTTPS on
@@ -292,6 +473,9 @@ def tls_endpoint_service(
     When C{config.http2} is false, C{site} is changed to offer only
     HTTP/1.1 over ALPN.
 
+    @param authorities: returns the current handshake authorities (see
+        L{RotatingServerTLS}); by default the fixed C{--client-ca-file}
+        bundle.
     @raise TLSConfigError: a certificate, key or CA file cannot be used.
     @raise OSError: the self-signed pair cannot be written.
     """
@@ -301,15 +485,20 @@ def tls_endpoint_service(
         cert_file, key_file = ensure_self_signed_cert(
             config.cert_dir, config.bind_address
         )
-    options = server_tls_options(cert_file, key_file, config.client_ca_file)
+    pair = ServingPair.load(cert_file, key_file)
+    if authorities is None:
+        fixed = tuple(
+            load_certificates(config.client_ca_file) if config.client_ca_file else ()
+        )
+        authorities = lambda: fixed
+    creator = RotatingServerTLS(pair, authorities)
     if not config.http2:
         site.acceptableProtocols = lambda: HTTP11_ONLY  # type: ignore[method-assign]
     endpoint = listening_endpoint(reactor, config.secure_port, config.bind_address)
     where = _host_port(config.bind_address, config.secure_port)
-    service = _TLSListeningService(
-        endpoint, TLSMemoryBIOFactory(options, False, site), where
+    return _TLSListeningService(
+        endpoint, TLSMemoryBIOFactory(creator, False, site), where
     )
-    return service
 
 
 def _host_port(host: str, port: int) -> str:
@@ -319,13 +508,19 @@ def _host_port(host: str, port: int) -> str:
 
 
 __all__ = [
+    "CertificateVerifier",
     "Identity",
+    "PeerCertificates",
+    "RotatingServerTLS",
+    "ServingPair",
     "TLSConfigError",
     "client_certificate_identity",
     "ensure_self_signed_cert",
     "listening_endpoint",
     "load_certificates",
+    "load_certificates_pem",
     "load_private_key",
+    "peer_certificates",
     "server_tls_options",
     "tls_endpoint_service",
 ]

@@ -1,34 +1,74 @@
-# -*- test-case-name: tests.test_auth -*-
+# -*- test-case-name: tests.test_authn -*-
 """
 Authentication: who sent a request.
 
-Stand-alone, the chain is the reference's without the cluster: first a
-client certificate that chained to C{--client-ca-file} during the TLS
-handshake (the handshake already refused any other): user = CN, groups =
-every O; then an C{Authorization: Bearer} token from C{--token-auth-file};
-otherwise C{system:anonymous}.  Authenticated users are also in
-C{system:authenticated}.  A bearer token that is not in the file is a failed
-credential: 401, never anonymous.  Front-proxy headers and TokenReview come
-with delegated authentication (a later issue).
+The chain is k8s.io/apiserver's delegating authenticator:
+
+  1. front-proxy headers (L{wardled.auth.requestheader}), trusted only on a
+     connection whose client certificate chains to the front-proxy CA;
+  2. an x509 client certificate chained to the client CA: user = CN,
+     groups = every O;
+  3. an C{Authorization: Bearer} token: C{--token-auth-file} first, then a
+     TokenReview (L{wardled.auth.tokenreview}) when a cluster is known;
+  4. otherwise C{system:anonymous} in C{system:unauthenticated}.
+
+As in Kubernetes, the first authenticator that recognises the request
+wins; a credential that fails (a certificate from the wrong CA, a CN the
+front-proxy list does not allow, a bearer token nobody accepts) is a 401
+unless a later authenticator recognises the request, never anonymous.
+Authenticated users are also in C{system:authenticated}.  Front-proxy
+headers are removed from every request once it is authenticated, so no
+handler can mistake a client's own C{X-Remote-User} for an identity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import attrs
+from zope.interface import implementer
+
 from wardled import apierrors
-from wardled.auth.tokenfile import TokenTable
-from wardled.auth.user import ANONYMOUS_USER, UserInfo, authenticated
-from wardled.tls import client_certificate_identity
+from wardled.auth.clientauth import (
+    DEFAULT_EXTRA_PREFIXES,
+    DEFAULT_GROUP_HEADERS,
+    DEFAULT_USERNAME_HEADERS,
+    ClientAuth,
+)
+from wardled.auth.interfaces import (
+    AuthenticationFailed,
+    IRequestAuthenticator,
+    ITokenChecker,
+)
+from wardled.auth.requestheader import RequestHeaderAuthenticator, strip_headers
+from wardled.auth.user import ANONYMOUS_USER, UserInfo, with_authenticated_group
+from wardled.tls import peer_certificates
+
+Authenticator = Callable[[Any], Awaitable[UserInfo]]
 
 
-def _certificate_user(request: Any) -> UserInfo | None:
-    identity = client_certificate_identity(request)
-    if identity is None:
-        return None
-    common_name, organizations = identity
-    return authenticated(common_name, tuple(organizations))
+@implementer(IRequestAuthenticator)
+@attrs.frozen
+class X509Authenticator:
+    """
+    A client certificate chained to the client CA: user = CN, groups = O.
+    """
+
+    client_auth: ClientAuth
+
+    async def authenticate(self, request: Any) -> UserInfo | None:
+        peer = peer_certificates(request)
+        if peer is None:
+            return None
+        if not self.client_auth.client_verifier.verifies(peer):
+            raise AuthenticationFailed(
+                f"x509: certificate of {peer.common_name!r} signed by unknown authority"
+            )
+        if peer.common_name == "":
+            return None
+        user, groups = peer.identity
+        return UserInfo(user, groups)
 
 
 def bearer_token(request: Any) -> str | None:
@@ -48,36 +88,87 @@ def bearer_token(request: Any) -> str | None:
     return str(token)
 
 
-def authenticate(request: Any) -> UserInfo:
+@implementer(IRequestAuthenticator)
+@attrs.frozen
+class BearerTokenAuthenticator:
     """
-    The user behind C{request}, by client certificate only.
+    An C{Authorization: Bearer} token, checked against each of C{checkers}
+    in turn; a token none of them knows is a failed credential.
     """
-    return _certificate_user(request) or ANONYMOUS_USER
+
+    checkers: tuple[ITokenChecker, ...]
+
+    async def authenticate(self, request: Any) -> UserInfo | None:
+        token = bearer_token(request)
+        if token is None:
+            return None
+        for checker in self.checkers:
+            user = await checker.check(token)
+            if user is not None:
+                return user
+        raise AuthenticationFailed("invalid bearer token")
+
+
+@attrs.frozen
+class AuthenticatorChain:
+    """
+    The authenticators in order, then anonymous (see the module docstring).
+
+    @ivar header_names: the front-proxy header names and prefixes to strip
+        from every request, whether or not it came from the front proxy.
+    """
+
+    authenticators: tuple[IRequestAuthenticator, ...]
+    header_names: Callable[[], tuple[Sequence[str], Sequence[str]]] = (
+        lambda: (DEFAULT_USERNAME_HEADERS + DEFAULT_GROUP_HEADERS, DEFAULT_EXTRA_PREFIXES)
+    )
+
+    async def __call__(self, request: Any) -> UserInfo:
+        """
+        The user behind C{request}.
+
+        @raise apierrors.StatusError: 401, a credential failed and nothing
+            else recognised the request.
+        """
+        try:
+            return await self._authenticate(request)
+        finally:
+            names, prefixes = self.header_names()
+            strip_headers(request, names, prefixes)
+
+    async def _authenticate(self, request: Any) -> UserInfo:
+        failures: list[AuthenticationFailed] = []
+        for authenticator in self.authenticators:
+            try:
+                user = await authenticator.authenticate(request)
+            except AuthenticationFailed as failure:
+                failures.append(failure)
+                continue
+            if user is not None:
+                return with_authenticated_group(user)
+        if failures:
+            raise apierrors.unauthorized()
+        return ANONYMOUS_USER
 
 
 def make_authenticator(
-    tokens: TokenTable | None = None,
-) -> Callable[[Any], UserInfo]:
+    client_auth: ClientAuth | None = None,
+    token_checkers: Sequence[ITokenChecker] = (),
+) -> AuthenticatorChain:
     """
-    The chain x509 client certificate, then bearer token from C{tokens}
-    (when given), then anonymous.
+    The chain front proxy → x509 → bearer tokens → anonymous, with the
+    parts that are configured.
 
-    @return: a function from a request to its user; it raises
-        L{apierrors.StatusError} 401 for a bearer token not in C{tokens}.
+    @param client_auth: the (possibly rotating) client and front-proxy CAs;
+        C{None} when no client certificates are trusted.
+    @param token_checkers: the bearer token sources, in order.
     """
-    if tokens is None:
-        return authenticate
-
-    def authenticate_with_tokens(request: Any) -> UserInfo:
-        user = _certificate_user(request)
-        if user is not None:
-            return user
-        token = bearer_token(request)
-        if token is None:
-            return ANONYMOUS_USER
-        user = tokens.lookup(token)
-        if user is None:
-            raise apierrors.unauthorized()
-        return user
-
-    return authenticate_with_tokens
+    authenticators: list[IRequestAuthenticator] = []
+    if client_auth is not None:
+        authenticators.append(RequestHeaderAuthenticator(client_auth))
+        authenticators.append(X509Authenticator(client_auth))
+    if token_checkers:
+        authenticators.append(BearerTokenAuthenticator(tuple(token_checkers)))
+    if client_auth is None:
+        return AuthenticatorChain(tuple(authenticators))
+    return AuthenticatorChain(tuple(authenticators), client_auth.strip_header_names)

@@ -1,14 +1,22 @@
 # -*- test-case-name: tests.test_auth -*-
 """
-Authorization for a stand-alone server (no cluster to ask).
+Authorization: may this user do this?
 
-As in the reference's chain: members of C{system:masters} may do everything,
-health and version paths are open to anyone, authenticated users may read
-discovery and OpenAPI documents (Kubernetes' default C{system:discovery}
-role), the rules of C{--authorization-policy-file} (L{wardled.auth.policy})
-grant what they list, and everything else is refused with the reference's
-wording.  Delegated authorization (SubjectAccessReview) comes in a later
-issue.
+The chain is the reference's, with a stand-alone policy before the cluster:
+
+  1. members of C{system:masters} may do everything;
+  2. C{--authorization-always-allow-paths} (C{/healthz}, C{/readyz},
+     C{/livez}) are open to anyone;
+  3. the rules of C{--authorization-policy-file} (L{wardled.auth.policy})
+     grant what they list;
+  4. behind kube-apiserver, a SubjectAccessReview (L{wardled.auth.sar})
+     decides the rest.
+
+A stand-alone server (no cluster to ask) stands in for the roles every
+Kubernetes cluster has by default: health sub-paths and C{/version} are open
+to anyone (C{system:public-info-viewer}) and authenticated users may read
+discovery and OpenAPI documents (C{system:discovery}).  Everything else is
+refused with the reference's wording.
 """
 
 from __future__ import annotations
@@ -17,10 +25,14 @@ import attrs
 
 from wardled import apierrors
 from wardled.api.requestinfo import RequestInfo
-from wardled.auth.policy import IPolicy
+from wardled.auth.policy import IPolicy, path_matches
+from wardled.auth.sar import SubjectAccessReviewer
 from wardled.auth.user import MASTERS, UserInfo
 
 ALWAYS_ALLOW_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+
+# --authorization-always-allow-paths' default, as in the reference.
+DEFAULT_ALWAYS_ALLOW_PATHS = ("/healthz", "/readyz", "/livez")
 
 # What Kubernetes' default RBAC role system:discovery grants every
 # authenticated user: reading discovery and OpenAPI documents.  Without it a
@@ -63,7 +75,7 @@ def authorize(
         return Decision(True)
     if policy is not None and policy.allows(user, info):
         return Decision(True)
-    return Decision(False, "no rule grants access")
+    return Decision(False)
 
 
 def is_discovery(user: UserInfo, info: RequestInfo) -> bool:
@@ -95,13 +107,60 @@ def forbidden_message(user: UserInfo, info: RequestInfo) -> str:
     )
 
 
-def forbidden_error(user: UserInfo, info: RequestInfo) -> apierrors.StatusError:
+def forbidden_error(
+    user: UserInfo, info: RequestInfo, reason: str = ""
+) -> apierrors.StatusError:
     """
-    The 403 for a denied request.
+    The 403 for a denied request; a non-empty C{reason} (the cluster's) is
+    appended as Kubernetes does.
     """
     message = forbidden_message(user, info)
+    if reason:
+        message = f"{message}: {reason}"
     if not info.is_resource_request:
         return apierrors.forbidden(None, info.path, message)
     return apierrors.forbidden(
         apierrors.GroupResource(info.api_group, info.resource), info.name, message
     )
+
+
+@attrs.frozen
+class Authorizer:
+    """
+    The whole authorization chain (see the module docstring).
+
+    @ivar reviewer: asks the cluster; C{None} for a stand-alone server.
+    @ivar always_allow_paths: C{--authorization-always-allow-paths}.
+    """
+
+    policy: IPolicy | None = None
+    reviewer: SubjectAccessReviewer | None = None
+    always_allow_paths: tuple[str, ...] = DEFAULT_ALWAYS_ALLOW_PATHS
+
+    @property
+    def challenges_anonymous(self) -> bool:
+        """
+        Whether a denied anonymous request is answered 401 (asking for
+        credentials) rather than 403.  Stand-alone, anonymous users can only
+        ever reach the open paths; behind kube-apiserver they are a user
+        like any other, as in Kubernetes.
+        """
+        return self.reviewer is None
+
+    async def __call__(self, user: UserInfo, info: RequestInfo) -> Decision:
+        """
+        Whether C{user} may do C{info}.
+
+        @raise ReviewFailed: only the cluster could say, and it could not be
+            asked.
+        """
+        if MASTERS in user.groups:
+            return Decision(True)
+        if path_matches(self.always_allow_paths, info.path):
+            return Decision(True)
+        if self.reviewer is None:
+            return authorize(user, info, self.policy)
+        if self.policy is not None and self.policy.allows(user, info):
+            return Decision(True)
+        review = await self.reviewer.review(user, info)
+        return Decision(review.allowed, review.reason)

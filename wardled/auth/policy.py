@@ -79,7 +79,11 @@ def _matches(allowed: tuple[str, ...] | None, value: str) -> bool:
     return allowed is None or WILDCARD in allowed or value in allowed
 
 
-def _path_matches(patterns: tuple[str, ...], path: str) -> bool:
+def path_matches(patterns: tuple[str, ...], path: str) -> bool:
+    """
+    Whether C{path} is one of C{patterns}; a pattern ending in C{"*"}
+    matches every path it prefixes (Kubernetes' non-resource URL rules).
+    """
     for pattern in patterns:
         if pattern == WILDCARD or pattern == path:
             return True
@@ -115,7 +119,7 @@ class PolicyRule:
         if not _matches(self.verbs, info.verb):
             return False
         if not info.is_resource_request:
-            return self.non_resource_paths is not None and _path_matches(
+            return self.non_resource_paths is not None and path_matches(
                 self.non_resource_paths, info.path
             )
         if self.resources is None:

@@ -15,7 +15,9 @@ import hmac
 import io
 
 import attrs
+from zope.interface import implementer
 
+from wardled.auth.interfaces import ITokenChecker
 from wardled.auth.user import AUTHENTICATED, UserInfo
 
 
@@ -25,6 +27,7 @@ class TokenFileError(Exception):
     """
 
 
+@implementer(ITokenChecker)
 @attrs.frozen
 class TokenTable:
     """
@@ -49,6 +52,12 @@ class TokenTable:
             if hmac.compare_digest(known.encode("utf-8"), presented):
                 found = user
         return found
+
+    async def check(self, token: str) -> UserInfo | None:
+        """
+        L{wardled.auth.authn.ITokenChecker}: the same as L{lookup}.
+        """
+        return self.lookup(token)
 
 
 def _user(record: list[str]) -> UserInfo:

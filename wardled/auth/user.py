@@ -40,3 +40,12 @@ def authenticated(name: str, groups: tuple[str, ...]) -> UserInfo:
     if AUTHENTICATED not in groups:
         groups = (*groups, AUTHENTICATED)
     return UserInfo(name, groups)
+
+
+def with_authenticated_group(user: UserInfo) -> UserInfo:
+    """
+    C{user} with C{system:authenticated} added to its groups (once).
+    """
+    if AUTHENTICATED in user.groups:
+        return user
+    return attrs.evolve(user, groups=(*user.groups, AUTHENTICATED))

@@ -94,12 +94,16 @@ def build_registry(
     clock: Any,
     disabled_admission: Collection[str] = (),
     history_sizes: Mapping[str, int] | None = None,
+    first_admission: Sequence[IAdmissionPlugin] = (),
 ) -> Registry:
     """
     Stores served through one watch multiplexer over the group's prefix.
 
     v1alpha1 and v1beta1 Flunders share one store and one cache: they share
     one etcd prefix and one storage version.
+
+    @param first_admission: plugins that run before the built-in ones
+        (NamespaceLifecycle, as in the reference's plugin order).
     """
     multiplexer = WatchMultiplexer(
         storage, group_prefix(key_prefix), clock, consistent_timeout=CONSISTENT_READ_WAIT
@@ -112,7 +116,9 @@ def build_registry(
         cachers[resource.plural] = multiplexer.register(
             prefix, cache_decoder(resource), history_size=history
         )
-    stores = _stores(storage, key_prefix, clock.seconds, disabled_admission, cachers)
+    stores = _stores(
+        storage, key_prefix, clock.seconds, disabled_admission, cachers, first_admission
+    )
     return Registry(stores, multiplexer)
 
 
@@ -122,6 +128,7 @@ def _stores(
     now: Callable[[], float],
     disabled_admission: Collection[str],
     cachers: dict[str, ICacher],
+    first_admission: Sequence[IAdmissionPlugin] = (),
 ) -> dict[str, Store]:
     fischers = Store(
         fischer.STRATEGY, storage, key_prefix, now, cacher=cachers.get("fischers")
@@ -133,7 +140,7 @@ def _stores(
             await fischer_cache.wait_until_ready(ADMISSION_READY_TIMEOUT)
         return (await fischers.list("", ListOptions())).items
 
-    plugins: list[IAdmissionPlugin] = []
+    plugins: list[IAdmissionPlugin] = list(first_admission)
     if BAN_FLUNDER not in disabled_admission:
         plugins.append(BanFlunder(list_fischers))
     flunders = Store(
