@@ -27,6 +27,7 @@ from wardled.auth.policy import (
     parse_policy,
 )
 from wardled.auth.user import ANONYMOUS_USER, UserInfo, authenticated
+from wardled.reload import ReloadService
 
 ALICE = authenticated("alice", ("devs",))
 BOB = authenticated("bob", ())
@@ -217,7 +218,7 @@ class PolicyFileTests(SynchronousTestCase):
 
     def test_reload_on_change(self) -> None:
         policy_file = PolicyFile.load(self.path)
-        service = policy_file.service(self.clock)
+        service = ReloadService(self.clock, [policy_file], handle_sighup=False)
         service.startService()
         self.addCleanup(service.stopService)
         team_b = request("GET", f"{G}/namespaces/team-b/flunders")
@@ -237,7 +238,7 @@ class PolicyFileTests(SynchronousTestCase):
 
     def test_broken_file_keeps_last_good(self) -> None:
         policy_file = PolicyFile.load(self.path)
-        service = policy_file.service(self.clock)
+        service = ReloadService(self.clock, [policy_file], handle_sighup=False)
         service.startService()
         self.addCleanup(service.stopService)
         good = policy_file.policy

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_delegated -*-
+# -*- test-case-name: tests.test_reviews -*-
 """
 The NamespaceLifecycle admission plugin: no new objects in a namespace the
 cluster does not have, or is deleting.

@@ -23,7 +23,7 @@ from wardled.api.filters import Authenticator, FilteredResource
 from wardled.api.health import HealthCheck, health_endpoints, storage_check
 from wardled.auth.authn import make_authenticator
 from wardled.auth.authz import Authorizer
-from wardled.auth.clientauth import ClientAuth, merge_configmap
+from wardled.auth.clientauth import ClientAuth
 from wardled.auth.configmap import ConfigMapRefresher, flags_given, settings_from_flags
 from wardled.auth.interfaces import ITokenChecker
 from wardled.auth.policy import IPolicy, PolicyFile
@@ -37,6 +37,7 @@ from wardled.kube.clusters import Clusters
 from wardled.kube.reflector import Reflector
 from wardled.namespacelifecycle import NAMESPACES_PATH, NamespaceLifecycle
 from wardled.registry.install import build_registry
+from wardled.reload import ClientCAFiles, IReloadable, ReloadService, ServingCertificate
 from wardled.storage.etcd import EtcdStorage
 from wardled.storage.interfaces import IStorage
 from wardled.tls import tls_endpoint_service
@@ -186,9 +187,7 @@ def build_access(
     @raise wardled.auth.tokenfile.TokenFileError: C{--token-auth-file}
         cannot be loaded.
     """
-    flags = settings_from_flags(config)
-    from_flags = flags_given(config)
-    client_auth = ClientAuth(merge_configmap(flags, from_flags, configmap))
+    client_auth = ClientAuth(settings_from_flags(config), flags_given(config), configmap)
     services: list[IService] = []
     checkers: list[ITokenChecker] = []
     if config.token_auth_file:
@@ -200,9 +199,7 @@ def build_access(
             TokenReviewer(client, reactor, config.authentication_token_webhook_cache_ttl)
         )
         if not config.authentication_skip_lookup:
-            services.append(
-                ConfigMapRefresher(client, reactor, client_auth, flags, from_flags)
-            )
+            services.append(ConfigMapRefresher(client, reactor, client_auth))
     reviewer = None
     if clusters.authorization is not None:
         client = KubeClient(reactor, clusters.authorization)
@@ -283,14 +280,21 @@ def make_service(
     policy = None
     if config.authorization_policy_file:
         policy = PolicyFile.load(config.authorization_policy_file)
-        policy.service(reactor).setServiceParent(top)
     access = build_access(config, reactor, clusters or Clusters(), configmap, policy)
     for service in access.services:
         service.setServiceParent(top)
     site, multiplexer = make_site(config, storage, reactor, access)
     if multiplexer is not None:
         multiplexer.setServiceParent(top)
-    tls_endpoint_service(
+    listener = tls_endpoint_service(
         reactor, config, site, access.client_auth.current_handshake_authorities
-    ).setServiceParent(top)
+    )
+    listener.setServiceParent(top)
+    reloadables: list[IReloadable] = [
+        ServingCertificate(*listener.serving_files, listener.tls),
+        ClientCAFiles(config, access.client_auth, settings_from_flags),
+    ]
+    if policy is not None:
+        reloadables.append(policy)
+    ReloadService(reactor, reloadables).setServiceParent(top)
     return top

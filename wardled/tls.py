@@ -36,7 +36,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
@@ -226,6 +225,14 @@ class RotatingServerTLS:
         self.authorities = authorities
         self._built_for = authorities()
         self._options = pair.options(self._built_for)
+
+    def set_pair(self, pair: ServingPair) -> None:
+        """
+        Serve C{pair} to connections arriving from now on (a reloaded
+        certificate); open connections keep the one they were accepted with.
+        """
+        self._options = pair.options(self._built_for)
+        self.pair = pair
 
     def context(self) -> SSL.Context:
         """
@@ -441,6 +448,11 @@ class _TLSListeningService(StreamServerEndpointService):
 
     _raiseSynchronously = True
 
+    # Set by tls_endpoint_service: the TLS settings (for reloads) and the
+    # serving certificate and key files they were read from.
+    tls: RotatingServerTLS
+    serving_files: tuple[str, str]
+
     def __init__(
         self, endpoint: IStreamServerEndpoint, factory: Any, where: str
     ) -> None:
@@ -463,7 +475,7 @@ def tls_endpoint_service(
     config: WardledConfig,
     site: Site,
     authorities: Callable[[], tuple[x509.Certificate, ...]] | None = None,
-) -> IService:
+) -> _TLSListeningService:
     """
     The service that serves C{site} over HTTPS on
     C{config.bind_address}:C{config.secure_port}.
@@ -496,9 +508,12 @@ def tls_endpoint_service(
         site.acceptableProtocols = lambda: HTTP11_ONLY  # type: ignore[method-assign]
     endpoint = listening_endpoint(reactor, config.secure_port, config.bind_address)
     where = _host_port(config.bind_address, config.secure_port)
-    return _TLSListeningService(
+    service = _TLSListeningService(
         endpoint, TLSMemoryBIOFactory(creator, False, site), where
     )
+    service.tls = creator
+    service.serving_files = (cert_file, key_file)
+    return service
 
 
 def _host_port(host: str, port: int) -> str:

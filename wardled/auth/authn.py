@@ -53,13 +53,15 @@ Authenticator = Callable[[Any], Awaitable[UserInfo]]
 class X509Authenticator:
     """
     A client certificate chained to the client CA: user = CN, groups = O.
+    Without a client CA it has no opinion (a front-proxy certificate then
+    is not a failed credential).
     """
 
     client_auth: ClientAuth
 
     async def authenticate(self, request: Any) -> UserInfo | None:
         peer = peer_certificates(request)
-        if peer is None:
+        if peer is None or not self.client_auth.settings.client_authorities:
             return None
         if not self.client_auth.client_verifier.verifies(peer):
             raise AuthenticationFailed(
@@ -145,6 +147,8 @@ class AuthenticatorChain:
                 failures.append(failure)
                 continue
             if user is not None:
+                # As Kubernetes does: the credential has done its job.
+                request.requestHeaders.removeHeader(b"authorization")
                 return with_authenticated_group(user)
         if failures:
             raise apierrors.unauthorized()

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_clientauth -*-
+# -*- test-case-name: tests.test_authn -*-
 """
 Which client certificates the server trusts, and for what: the settings
 behind x509 and front-proxy (requestheader) authentication.
@@ -16,7 +16,7 @@ each new connection.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import attrs
 from cryptography import x509
@@ -35,6 +35,8 @@ UID_HEADERS_KEY = "requestheader-uid-headers"
 DEFAULT_USERNAME_HEADERS = ("X-Remote-User",)
 DEFAULT_GROUP_HEADERS = ("X-Remote-Group",)
 DEFAULT_EXTRA_PREFIXES = ("X-Remote-Extra-",)
+# Removed from every request even when the front proxy uses other names.
+STANDARD_HEADERS = ("X-Remote-User", "X-Remote-Group", "X-Remote-Uid")
 
 
 class ClientAuthError(ValueError):
@@ -159,13 +161,24 @@ class ClientAuth:
     """
     The current L{ClientAuthSettings} and the verifiers built from them.
 
-    Authenticators read L{client_verifier}, L{requestheader} and
-    L{requestheader_verifier} for each request; L{update} swaps all of them
-    at once when the ConfigMap changes.
+    The settings come from two sources that change independently: the
+    command line's CA files (re-read when they change, L{set_flags}) and the
+    cluster's ConfigMap (re-read periodically, L{set_configmap}); each
+    change merges them again (L{merge_configmap}).  Authenticators read
+    L{client_verifier}, L{requestheader} and L{requestheader_verifier} for
+    each request; an update swaps all of them at once.
     """
 
-    def __init__(self, settings: ClientAuthSettings) -> None:
-        self._install(settings)
+    def __init__(
+        self,
+        flags: ClientAuthSettings,
+        from_flags: tuple[bool, bool] = (True, True),
+        configmap: Mapping[str, str] | None = None,
+    ) -> None:
+        self.flags = flags
+        self.from_flags = from_flags
+        self.configmap = configmap
+        self._install(merge_configmap(flags, from_flags, configmap))
 
     def _install(self, settings: ClientAuthSettings) -> None:
         self.settings = settings
@@ -187,28 +200,45 @@ class ClientAuth:
         self._install(settings)
         return True
 
+    def set_flags(self, flags: ClientAuthSettings) -> bool:
+        """
+        The command line's CA files changed: merge again.
+
+        @return: whether anything changed.
+        @raise ClientAuthError: the ConfigMap in use holds something unusable.
+        """
+        settings = merge_configmap(flags, self.from_flags, self.configmap)
+        self.flags = flags
+        return self.update(settings)
+
+    def set_configmap(self, configmap: Mapping[str, str] | None) -> bool:
+        """
+        The ConfigMap changed (C{None}: it is gone): merge again.
+
+        @return: whether anything changed.
+        @raise ClientAuthError: it holds something unusable (nothing changes).
+        """
+        settings = merge_configmap(self.flags, self.from_flags, configmap)
+        self.configmap = configmap
+        return self.update(settings)
+
     def strip_header_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """
-        The front-proxy identity headers and extra-header prefixes in use
-        (the defaults when there is no front proxy): what to remove from
-        every request.
+        The front-proxy identity headers and extra-header prefixes in use,
+        plus the standard ones whatever the configuration (as Kubernetes
+        does): what to remove from every request.
         """
         settings = self.requestheader or RequestHeaderSettings(())
         names = (
             settings.username_headers + settings.group_headers + settings.uid_headers
         )
-        return names, settings.extra_prefixes
+        return (
+            tuple(dict.fromkeys(names + STANDARD_HEADERS)),
+            tuple(dict.fromkeys(settings.extra_prefixes + DEFAULT_EXTRA_PREFIXES)),
+        )
 
     def current_handshake_authorities(self) -> tuple[x509.Certificate, ...]:
         """
         For L{wardled.tls.RotatingServerTLS}: the CAs of the handshake.
         """
         return self.handshake_authorities
-
-
-def header_names(values: Sequence[str]) -> tuple[str, ...]:
-    """
-    Header names as given to a C{--requestheader-*} flag: trimmed, empty
-    ones dropped.
-    """
-    return tuple(each.strip() for each in values if each.strip())

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_delegated -*-
+# -*- test-case-name: tests.test_reviews -*-
 """
 The client and front-proxy CAs kube-apiserver publishes for extension
 servers: the ConfigMap C{kube-system/extension-apiserver-authentication}.
@@ -27,7 +27,6 @@ from wardled.auth.clientauth import (
     ClientAuthError,
     ClientAuthSettings,
     RequestHeaderSettings,
-    merge_configmap,
 )
 from wardled.config import WardledConfig
 from wardled.kube.blocking import BlockingRequestFailed, blocking_get
@@ -128,16 +127,12 @@ class ConfigMapRefresher(TimerService):
         client: KubeClient,
         clock: Any,
         client_auth: ClientAuth,
-        flags: ClientAuthSettings,
-        from_flags: tuple[bool, bool],
         interval: float = REFRESH_INTERVAL,
     ) -> None:
         super().__init__(interval, self.refresh)
         self.clock = clock
         self.client = client
         self.client_auth = client_auth
-        self.flags = flags
-        self.from_flags = from_flags
         self._failing = False
 
     def refresh(self) -> Deferred[None]:
@@ -158,14 +153,14 @@ class ConfigMapRefresher(TimerService):
             self._failed(str(error))
             return
         try:
-            settings = merge_configmap(self.flags, self.from_flags, data)
+            changed = self.client_auth.set_configmap(data)
         except ClientAuthError as error:
             self._failed(f"configmap/{NAME}: {error}")
             return
         if self._failing:
             log.info("configmap/{name} can be read again", name=NAME)
             self._failing = False
-        if self.client_auth.update(settings):
+        if changed:
             log.info("client CAs changed: from configmap/{name}", name=NAME)
 
     def _failed(self, why: str) -> None:

@@ -76,6 +76,7 @@ def _target(
         verb="impersonate",
         is_resource_request=True,
         api_group=group,
+        api_version="v1",
         namespace=namespace,
         resource=resource,
         subresource=subresource,
@@ -84,15 +85,22 @@ def _target(
 
 
 def _impersonated_groups(name: str, groups: list[str]) -> tuple[str, ...]:
+    """
+    The groups of the impersonated user, as Kubernetes makes them: a
+    service account asked for without groups gets its service-account
+    groups; C{system:authenticated} is added unless it or
+    C{system:unauthenticated} was asked for (C{system:unauthenticated}
+    for the anonymous user).
+    """
     found = list(groups)
-    if name.startswith(SERVICE_ACCOUNT_PREFIX):
+    if not found and name.startswith(SERVICE_ACCOUNT_PREFIX):
         namespace = name[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")[0]
-        for group in ("system:serviceaccounts", f"system:serviceaccounts:{namespace}"):
-            if group not in found:
-                found.append(group)
-    implied = UNAUTHENTICATED if name == ANONYMOUS else AUTHENTICATED
-    if implied not in found:
-        found.append(implied)
+        found = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
+    if name == ANONYMOUS:
+        if UNAUTHENTICATED not in found:
+            found.append(UNAUTHENTICATED)
+    elif AUTHENTICATED not in found and UNAUTHENTICATED not in found:
+        found.append(AUTHENTICATED)
     return tuple(found)
 
 

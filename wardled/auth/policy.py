@@ -33,7 +33,6 @@ from typing import Any
 
 import attrs
 import yaml
-from twisted.application.internet import TimerService
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
@@ -245,7 +244,8 @@ def _signature(path: str) -> tuple[int, int, int]:
 class PolicyFile:
     """
     The policy in a file, re-read when the file changes (L{check}, run
-    every L{POLL_INTERVAL} seconds by L{service}).
+    every L{POLL_INTERVAL} seconds and on SIGHUP by
+    L{wardled.reload.ReloadService}).
 
     @ivar policy: the last policy that parsed.
     """
@@ -309,11 +309,3 @@ class PolicyFile:
             path=self.path,
             count=len(policy.rules),
         )
-
-    def service(self, clock: Any, interval: float = POLL_INTERVAL) -> TimerService:
-        """
-        A service that calls L{check} every C{interval} seconds on C{clock}.
-        """
-        timer = TimerService(interval, self.check)
-        timer.clock = clock
-        return timer

@@ -10,9 +10,10 @@ the front-proxy CA (C{--requestheader-client-ca-file}) and whose CN is in
 C{--requestheader-allowed-names} (any CN when that is empty); anyone else
 could send them too.  As in k8s.io/apiserver's C{headerrequest}:
 
-  - the user is the first non-empty value of the first username header
-    that has one;
-  - every value of every group header is one group (no comma splitting);
+  - the user is the first value of the first username header whose first
+    value is not empty;
+  - every non-empty value of every group header is one group (no comma
+    splitting);
   - extra keys are the header name after the prefix, lower-cased and
     %-unescaped; each header value is one value;
   - the uid is the first non-empty value of the uid headers.
@@ -42,10 +43,14 @@ def _values(request: Any, name: str) -> list[str]:
 
 
 def _first(request: Any, names: Sequence[str]) -> str:
+    """
+    The first value of the first header in C{names} whose first value is
+    not empty (Go's C{Header.Get} reads only the first value).
+    """
     for name in names:
-        for value in _values(request, name):
-            if value.strip():
-                return value.strip()
+        values = _values(request, name)
+        if values and values[0].strip():
+            return values[0].strip()
     return ""
 
 
@@ -83,7 +88,7 @@ def user_from_headers(request: Any, settings: RequestHeaderSettings) -> UserInfo
         return None
     groups: list[str] = []
     for header in settings.group_headers:
-        groups.extend(_values(request, header))
+        groups.extend(value for value in _values(request, header) if value)
     return UserInfo(
         name,
         tuple(groups),

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_delegated -*-
+# -*- test-case-name: tests.test_reviews -*-
 """
 Authorization by the cluster: a C{SubjectAccessReview}
 (authorization.k8s.io/v1) sent to kube-apiserver with the user, groups,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_delegated -*-
+# -*- test-case-name: tests.test_reviews -*-
 """
 Bearer tokens checked by the cluster: a C{TokenReview}
 (authentication.k8s.io/v1) sent to kube-apiserver, as k8s.io/apiserver's

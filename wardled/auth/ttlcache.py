@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_delegated -*-
+# -*- test-case-name: tests.test_reviews -*-
 """
 A small time-limited cache for the answers of kube-apiserver's review APIs
 (TokenReview, SubjectAccessReview), with one question in flight per key.

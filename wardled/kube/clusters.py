@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_delegated -*-
+# -*- test-case-name: tests.test_reviews -*-
 """
 Which cluster each delegated job talks to.
 
