@@ -1,7 +1,9 @@
 # wardled developer tasks.
 #
 #   make venv    .venv with wardled (editable) and the test tools
-#   make run     local etcd + certificates + twistd -n wardled on 127.0.0.1:8443
+#   make run     certificates + twistd -n wardled on 127.0.0.1:8443, embedded store
+#                (no etcd), then ready-to-paste curl/httpie/kubectl commands
+#   make run-etcd the same on a local etcd
 #   make test    lint, then the whole test suite (installs etcd with apt-get if missing)
 #   make lint    ruff + mypy
 #   make bench   benchmarks against raw etcd (minutes; not in make test)
@@ -22,7 +24,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv run test lint bench clean distclean etcd-installed etcd-dev etcd-stop certs
+.PHONY: venv run run-etcd test lint bench clean distclean etcd-installed etcd-dev etcd-stop certs
 
 venv: $(STAMP)
 
@@ -76,18 +78,12 @@ certs: $(CERTS)/kubeconfig
 $(CERTS)/kubeconfig: | $(STAMP)
 	$(VENV)/bin/wardled-certs init $(CERTS) --server https://127.0.0.1:$(PORT)
 
-run: venv etcd-dev certs
-	@echo
-	@echo "wardled will listen on https://127.0.0.1:$(PORT) (Ctrl-C stops it; etcd keeps running)."
-	@echo "Try, from another shell:"
-	@echo "  curl --cacert $(CURDIR)/$(CERTS)/ca.crt --cert $(CURDIR)/$(CERTS)/client.crt --key $(CURDIR)/$(CERTS)/client.key https://127.0.0.1:$(PORT)/apis/wardle.example.com/v1alpha1/namespaces/default/flunders"
-	@echo "  kubectl --kubeconfig $(CURDIR)/$(CERTS)/kubeconfig get --raw /apis/wardle.example.com/v1alpha1"
-	@echo
-	exec $(VENV)/bin/twistd -n --pidfile= wardled \
-	  --secure-port $(PORT) --bind-address 127.0.0.1 \
-	  --etcd-servers $(ETCD_URL) \
-	  --tls-cert-file $(CERTS)/server.crt --tls-private-key-file $(CERTS)/server.key \
-	  --client-ca-file $(CERTS)/ca.crt
+# Certificates in .dev/certs (made if absent), data in .dev/data.
+run: venv
+	exec $(PY) -m wardled.devserver --dir $(DEV) --port $(PORT)
+
+run-etcd: venv etcd-dev
+	exec $(PY) -m wardled.devserver --dir $(DEV) --port $(PORT) -- --etcd-servers $(ETCD_URL)
 
 test: venv etcd-installed lint
 	$(PY) -m pytest -q

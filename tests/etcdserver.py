@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import attrs
 
@@ -297,7 +298,7 @@ class EtcdServer:
         return f"<EtcdServer {self.url} data_dir={self.data_dir!r}>"
 
 
-def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
     """
     Send C{sig} to C{process} if it still runs, wait up to L{STOP_TIMEOUT}
     seconds, then SIGKILL; always reaps it.

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import atexit
 import functools
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,6 +44,7 @@ from wardled.storage.interfaces import (
     KeyValue,
 )
 from wardled.storage.memory import MemoryStorage
+from wardled.storage.sqlite import SqliteStorage
 
 if TYPE_CHECKING:
     _Base = SynchronousTestCase
@@ -678,3 +681,27 @@ class MemoryStorageTests(SynchronousTestCase):
         watch = storage.watch("/a/", 0, Recorder())
         self.successResultOf(storage.close())
         self.assertIsNone(self.successResultOf(watch.done))
+
+
+class _SqliteRunner(TestCase):
+    timeout = 30
+
+    def run_storage_test(self, test: Deferred[None]) -> Deferred[None] | None:
+        return test
+
+    def watch_established(self, recorder: Recorder) -> Deferred[None]:
+        """
+        A watch from now starts at the revision its storage has seen.
+        """
+        return succeed(None)
+
+
+class SqliteStorageConformanceTests(
+    StorageConformanceMixin, WatchConformanceMixin, _SqliteRunner
+):
+    def make_storage(self) -> IStorage:
+        data_dir = tempfile.mkdtemp(prefix="wardled-sqlite-")
+        self.addCleanup(shutil.rmtree, data_dir, ignore_errors=True)
+        storage = SqliteStorage.open(reactor, data_dir)
+        self.addCleanup(storage.close)
+        return storage

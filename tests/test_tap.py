@@ -153,9 +153,12 @@ class OptionsTests(SynchronousTestCase):
 
     def test_missing_etcd_servers(self) -> None:
         """
-        Like the reference, C{--etcd-servers} is required.
+        Without C{--etcd-servers} the embedded store in C{--data-dir} is
+        used; given but empty, it is the reference's error.
         """
-        self.assertUsageError([], "--etcd-servers must be specified")
+        config = parse([])
+        self.assertEqual((config.etcd_servers, config.data_dir), ((), "wardled-data"))
+        self.assertEqual(parse(["--data-dir", "/srv/w"]).data_dir, "/srv/w")
         self.assertUsageError(["--etcd-servers", " , "], "--etcd-servers must be specified")
 
     def test_bad_etcd_server(self) -> None:

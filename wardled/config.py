@@ -13,6 +13,8 @@ import attrs
 
 DEFAULT_ETCD_PREFIX = "/registry/wardle.example.com"
 DEFAULT_CERT_DIR = "apiserver.local.config/certificates"
+DEFAULT_DATA_DIR = "wardled-data"
+DEFAULT_COMPACTION_INTERVAL = 300.0
 DEFAULT_REVIEW_CACHE_TTL = 10.0
 DEFAULT_ALWAYS_ALLOW_PATHS = ("/healthz", "/readyz", "/livez")
 
@@ -28,7 +30,11 @@ class WardledConfig:
 
     secure_port: int = 8443
     bind_address: str = "0.0.0.0"
+    # No etcd servers: the embedded store in data_dir.
     etcd_servers: tuple[str, ...] = ()
+    data_dir: str = DEFAULT_DATA_DIR
+    # Seconds between compactions of old revisions (0: never).
+    compaction_interval: float = DEFAULT_COMPACTION_INTERVAL
     etcd_prefix: str = DEFAULT_ETCD_PREFIX
     etcd_cafile: str | None = None
     etcd_certfile: str | None = None
@@ -40,6 +46,14 @@ class WardledConfig:
     disable_admission_plugins: frozenset[str] = frozenset()
     http2: bool = True
     access_log: bool = False
+    # The audit log (--audit-log-*, --audit-policy-file); no path: no audit.
+    audit_log_path: str | None = None
+    audit_policy_file: str | None = None
+    audit_log_maxage: int = 366
+    audit_log_maxbackup: int = 100
+    audit_log_maxsize: int = 100
+    audit_log_format: str = "json"
+    audit_log_compress: bool = False
     # (plural, history length) pairs; resources not named keep the default.
     watch_cache_sizes: tuple[tuple[str, int], ...] = ()
     # kube-apiserver's static token CSV (--token-auth-file).
@@ -64,3 +78,6 @@ class WardledConfig:
     authorization_always_allow_paths: tuple[str, ...] = DEFAULT_ALWAYS_ALLOW_PATHS
     authorization_webhook_cache_authorized_ttl: float = DEFAULT_REVIEW_CACHE_TTL
     authorization_webhook_cache_unauthorized_ttl: float = DEFAULT_REVIEW_CACHE_TTL
+    # Seconds to keep serving after SIGTERM (with /readyz failing) before
+    # the listener stops (--shutdown-delay-duration).
+    shutdown_delay_duration: float = 0.0

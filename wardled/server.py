@@ -8,6 +8,7 @@ L{MultiService} so twistd starts and stops them in order.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -19,8 +20,14 @@ from twisted.web.server import Site
 
 from wardled.admission import NAMESPACE_LIFECYCLE, IAdmissionPlugin
 from wardled.api.app import WardleAPI
-from wardled.api.filters import Authenticator, FilteredResource
-from wardled.api.health import HealthCheck, health_endpoints, storage_check
+from wardled.api.filters import Authenticator, FilteredResource, IRequestObserver
+from wardled.api.health import (
+    HealthCheck,
+    HealthEndpoint,
+    health_endpoints,
+    storage_check,
+)
+from wardled.audit.log import audit_backend
 from wardled.auth.authn import make_authenticator
 from wardled.auth.authz import Authorizer
 from wardled.auth.clientauth import ClientAuth
@@ -35,11 +42,15 @@ from wardled.config import WardledConfig
 from wardled.kube.client import KubeClient
 from wardled.kube.clusters import Clusters
 from wardled.kube.reflector import Reflector
+from wardled.metrics import ServerMetrics
 from wardled.namespacelifecycle import NAMESPACES_PATH, NamespaceLifecycle
-from wardled.registry.install import build_registry
+from wardled.registry.install import build_registry, group_prefix
 from wardled.reload import ClientCAFiles, IReloadable, ReloadService, ServingCertificate
+from wardled.sdnotify import SystemdNotifier, endpoint_ready
+from wardled.shutdown import serve_gracefully
 from wardled.storage.etcd import EtcdStorage
 from wardled.storage.interfaces import IStorage
+from wardled.storage.sqlite import CompactionService, SqliteStorage
 from wardled.tls import tls_endpoint_service
 
 ETCD_HEALTH_TIMEOUT = 2.0
@@ -78,10 +89,14 @@ class APIServer:
     """
     The resource tree and the watch multiplexer feeding its caches (a
     service: it must run for the caches to fill).
+
+    @ivar readiness: the C{/readyz} checks (the systemd notifier waits
+        for them).
     """
 
     resource: IResource
     multiplexer: WatchMultiplexer | None
+    readiness: HealthEndpoint
 
 
 def build_api(
@@ -94,6 +109,8 @@ def build_api(
     history_sizes: Mapping[str, int] | None = None,
     authorizer: Authorizer | None = None,
     first_admission: Sequence[IAdmissionPlugin] = (),
+    metrics: ServerMetrics | None = None,
+    observers: Sequence[IRequestObserver] = (),
 ) -> APIServer:
     """
     Filters in front of the routes, over C{storage} and its watch caches.
@@ -105,7 +122,12 @@ def build_api(
     @param authorizer: the authorization chain; by default the stand-alone
         rules without a policy.
     @param first_admission: admission plugins that run before BanFlunder.
+    @param metrics: where C{/metrics} series are kept; by default a new set.
+    @param observers: told of every request besides the metrics (the
+        audit log).
     """
+    metrics = metrics or ServerMetrics()
+    storage = metrics.timed(storage, group_prefix(key_prefix))
     registry = build_registry(
         storage, key_prefix, reactor, disabled_admission, history_sizes, first_admission
     )
@@ -121,11 +143,17 @@ def build_api(
         shutting_down,
         extra_readiness=(HealthCheck("watch-cache", caches_ready),),
     )
-    api = WardleAPI(registry.stores, health)
-    filtered = FilteredResource(
-        api.app.resource(), authenticator or make_authenticator(), authorizer
+    metrics.watch_caches(
+        {plural: store.cacher for plural, store in registry.stores.items() if store.cacher}
     )
-    return APIServer(filtered, registry.multiplexer)
+    api = WardleAPI(registry.stores, health, metrics.exposition)
+    filtered = FilteredResource(
+        api.app.resource(),
+        authenticator or make_authenticator(),
+        authorizer,
+        (metrics.requests, *observers),
+    )
+    return APIServer(filtered, registry.multiplexer, health["readyz"])
 
 
 def make_root(
@@ -230,9 +258,12 @@ def make_site(
     storage: IStorage,
     reactor: Any,
     access: Access,
-) -> tuple[Site, WatchMultiplexer | None]:
+    audit: IRequestObserver | None = None,
+) -> tuple[Site, APIServer]:
     """
-    The HTTP site for C{config}.
+    The HTTP site for C{config}, and the API it serves.
+
+    @param audit: the audit log's observer, if auditing.
     """
     shutting_down = [False]
     reactor.addSystemEventTrigger(
@@ -248,11 +279,31 @@ def make_site(
         history_sizes=dict(config.watch_cache_sizes),
         authorizer=access.authorizer,
         first_admission=access.first_admission,
+        observers=() if audit is None else (audit,),
     )
     site = QuietSite(server.resource, reactor=reactor)
     site.access_log = config.access_log
     site.displayTracebacks = False
-    return site, server.multiplexer
+    return site, server
+
+
+def open_storage(config: WardledConfig, reactor: Any) -> IStorage:
+    """
+    etcd at C{--etcd-servers}, or without them the embedded store in
+    C{--data-dir}.
+
+    @raise wardled.storage.interfaces.StorageError: the embedded store is
+        locked by another process or unusable.
+    """
+    if config.etcd_servers:
+        return EtcdStorage(
+            reactor,
+            config.etcd_servers,
+            ca_file=config.etcd_cafile,
+            cert_file=config.etcd_certfile,
+            key_file=config.etcd_keyfile,
+        )
+    return SqliteStorage.open(reactor, config.data_dir)
 
 
 def make_service(
@@ -260,6 +311,8 @@ def make_service(
     reactor: Any,
     clusters: Clusters | None = None,
     configmap: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    storage: IStorage | None = None,
 ) -> MultiService:
     """
     The whole server as a service tree.
@@ -267,34 +320,49 @@ def make_service(
     @param clusters: the clusters delegated to (none: stand-alone).
     @param configmap: the C{extension-apiserver-authentication} data read at
         start-up, if any.
+    @param environ: the environment (systemd's C{NOTIFY_SOCKET} and
+        C{WATCHDOG_USEC}); default the process's.
+    @param storage: the storage, already open (the embedded store is opened
+        before the reactor runs); default etcd at C{config.etcd_servers},
+        or the embedded store in C{config.data_dir} without them.
     """
     top = MultiService()
-    storage = EtcdStorage(
-        reactor,
-        config.etcd_servers,
-        ca_file=config.etcd_cafile,
-        cert_file=config.etcd_certfile,
-        key_file=config.etcd_keyfile,
-    )
+    storage = storage or open_storage(config, reactor)
     ClosingService(storage).setServiceParent(top)
+    if config.compaction_interval > 0:
+        CompactionService(storage, reactor, config.compaction_interval).setServiceParent(top)
+    audit = audit_backend(config, reactor)
+    if audit is not None:
+        audit.writer.setServiceParent(top)
     policy = None
     if config.authorization_policy_file:
         policy = PolicyFile.load(config.authorization_policy_file)
     access = build_access(config, reactor, clusters or Clusters(), configmap, policy)
     for service in access.services:
         service.setServiceParent(top)
-    site, multiplexer = make_site(config, storage, reactor, access)
-    if multiplexer is not None:
-        multiplexer.setServiceParent(top)
+    site, server = make_site(
+        config, storage, reactor, access, None if audit is None else audit.trail
+    )
+    if server.multiplexer is not None:
+        server.multiplexer.setServiceParent(top)
     listener = tls_endpoint_service(
         reactor, config, site, access.client_auth.current_handshake_authorities
     )
-    listener.setServiceParent(top)
+    notifier = SystemdNotifier(
+        reactor,
+        os.environ if environ is None else environ,
+        endpoint_ready(server.readiness),
+        f"serving on {listener.where}",
+    )
     reloadables: list[IReloadable] = [
         ServingCertificate(*listener.serving_files, listener.tls),
         ClientCAFiles(config, access.client_auth, settings_from_flags),
     ]
     if policy is not None:
         reloadables.append(policy)
-    ReloadService(reactor, reloadables).setServiceParent(top)
-    return top
+    ReloadService(reactor, reloadables, on_reload=notifier.on_reload).setServiceParent(top)
+    # The listener and the notifier go under the drain (wardled.shutdown):
+    # SIGTERM stops them first, the rest of the tree once requests are done.
+    return serve_gracefully(
+        reactor, top, listener, site, config.shutdown_delay_duration, reporters=(notifier,)
+    )

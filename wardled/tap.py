@@ -32,6 +32,12 @@ from twisted.python import usage
 
 from wardled import tls
 from wardled.admission import KNOWN_PLUGINS
+from wardled.audit.log import (
+    AuditConfigError,
+    check_audit_config,
+    parse_count,
+    parse_format,
+)
 from wardled.auth.clientauth import ClientAuthError
 from wardled.auth.configmap import LookupFailed, lookup_blocking
 from wardled.auth.policy import PolicyError, PolicyFile
@@ -39,6 +45,7 @@ from wardled.auth.tokenfile import TokenFileError, load_token_file
 from wardled.config import (
     DEFAULT_ALWAYS_ALLOW_PATHS,
     DEFAULT_CERT_DIR,
+    DEFAULT_DATA_DIR,
     DEFAULT_ETCD_PREFIX,
     WardledConfig,
 )
@@ -60,6 +67,7 @@ _FILE_FLAGS = (
     ("etcd-keyfile", "etcd_keyfile"),
     ("token-auth-file", "token_auth_file"),
     ("authorization-policy-file", "authorization_policy_file"),
+    ("audit-policy-file", "audit_policy_file"),
     ("requestheader-client-ca-file", "requestheader_client_ca_file"),
     ("kubeconfig", "kubeconfig"),
     ("authentication-kubeconfig", "authentication_kubeconfig"),
@@ -172,12 +180,15 @@ def _is_http_url(value: str) -> bool:
 
 def parse_etcd_servers(value: str | None) -> tuple[str, ...]:
     """
-    Parse C{--etcd-servers}: a comma-separated list of http(s) URLs.
+    Parse C{--etcd-servers}: a comma-separated list of http(s) URLs; not
+    given, the embedded store is used (C{()}).
 
-    @raise usage.UsageError: empty, or an entry is not an http(s) URL with a
-        host.
+    @raise usage.UsageError: given but empty, or an entry is not an http(s)
+        URL with a host.
     """
-    servers = _split_list(value or "")
+    if value is None:
+        return ()
+    servers = _split_list(value)
     if not servers:
         raise usage.UsageError("--etcd-servers must be specified")
     for server in servers:
@@ -327,7 +338,8 @@ def _check_pairs(config: WardledConfig) -> None:
 
 
 _ETCD_SERVERS_HELP = (
-    "Comma-separated etcd client URLs, e.g. http://127.0.0.1:2379 (required)."
+    "Comma-separated etcd client URLs, e.g. http://127.0.0.1:2379; without "
+    "it objects are kept in the embedded store in --data-dir."
 )
 _TLS_CERT_HELP = (
     "Serving certificate (PEM, chain after it). Without it a self-signed "
@@ -392,6 +404,19 @@ class Options(usage.Options):
         ["secure-port", None, "8443", "HTTPS port (1-65535)."],
         ["bind-address", None, "0.0.0.0", "IP address to listen on."],
         ["etcd-servers", None, None, _ETCD_SERVERS_HELP],
+        [
+            "data-dir",
+            None,
+            DEFAULT_DATA_DIR,
+            ("Directory of the embedded store (used without --etcd-servers); "
+            "one wardled process per directory."),
+        ],
+        [
+            "etcd-compaction-interval",
+            None,
+            "5m",
+            "How often old revisions are compacted away (etcd or embedded); 0 = never.",
+        ],
         ["etcd-prefix", None, DEFAULT_ETCD_PREFIX, "Key prefix for objects in etcd."],
         ["etcd-cafile", None, None, "CA bundle that signs https etcd servers."],
         ["etcd-certfile", None, None, "Client certificate for etcd (PEM)."],
@@ -402,6 +427,12 @@ class Options(usage.Options):
         ["cert-dir", None, DEFAULT_CERT_DIR, _CERT_DIR_HELP],
         ["token-auth-file", None, None, _TOKEN_FILE_HELP],
         ["authorization-policy-file", None, None, _POLICY_FILE_HELP],
+        ["audit-log-path", None, None, "Write audit events to this file ('-': standard output)."],
+        ["audit-policy-file", None, None, "audit.k8s.io/v1 Policy; without it nothing is audited."],
+        ["audit-log-maxage", None, "366", "Days to keep rotated audit logs (0: no limit)."],
+        ["audit-log-maxbackup", None, "100", "Rotated audit logs to keep (0: no limit)."],
+        ["audit-log-maxsize", None, "100", "MiB before the audit log is rotated (0: never)."],
+        ["audit-log-format", None, "json", "Audit log format: json or legacy (one text line)."],
         [
             "requestheader-client-ca-file",
             None,
@@ -445,11 +476,21 @@ class Options(usage.Options):
                 "flunders.wardle.example.com#20000 (default 10000 events)."
             ),
         ],
+        [
+            "shutdown-delay-duration",
+            None,
+            "0s",
+            (
+                "After SIGTERM, keep serving this long (with /readyz failing) "
+                "before the listener stops, e.g. 10s."
+            ),
+        ],
     ]
 
     optFlags: ClassVar[list[list[str | None]]] = [
         ["disable-http2-serving", None, "Offer only HTTP/1.1 (no h2 over ALPN)."],
         ["access-log", None, "Log one line per request."],
+        ["audit-log-compress", None, "Gzip rotated audit logs."],
         [
             "authentication-skip-lookup",
             None,
@@ -515,6 +556,8 @@ class Options(usage.Options):
             secure_port=parse_port(self["secure-port"]),
             bind_address=parse_bind_address(self["bind-address"]),
             etcd_servers=parse_etcd_servers(self["etcd-servers"]),
+            data_dir=self["data-dir"],
+            compaction_interval=self._duration("etcd-compaction-interval"),
             etcd_prefix=self["etcd-prefix"],
             etcd_cafile=self["etcd-cafile"],
             etcd_certfile=self["etcd-certfile"],
@@ -528,6 +571,13 @@ class Options(usage.Options):
             ),
             http2=not self["disable-http2-serving"],
             access_log=bool(self["access-log"]),
+            audit_log_path=self["audit-log-path"],
+            audit_policy_file=self["audit-policy-file"],
+            audit_log_maxage=parse_count("audit-log-maxage", self["audit-log-maxage"]),
+            audit_log_maxbackup=parse_count("audit-log-maxbackup", self["audit-log-maxbackup"]),
+            audit_log_maxsize=parse_count("audit-log-maxsize", self["audit-log-maxsize"]),
+            audit_log_format=parse_format(self["audit-log-format"]),
+            audit_log_compress=bool(self["audit-log-compress"]),
             watch_cache_sizes=parse_watch_cache_sizes(self["watch-cache-sizes"]),
             token_auth_file=self["token-auth-file"],
             authorization_policy_file=self["authorization-policy-file"],
@@ -558,10 +608,12 @@ class Options(usage.Options):
             authorization_webhook_cache_unauthorized_ttl=self._duration(
                 "authorization-webhook-cache-unauthorized-ttl"
             ),
+            shutdown_delay_duration=self._duration("shutdown-delay-duration"),
         )
         _check_pairs(self.config)
         _check_tls_files(self.config)
         _check_auth_files(self.config)
+        check_audit_config(self.config)
 
 
 def _go_bool_flags(
@@ -720,6 +772,26 @@ def resolve_delegation(
         return clusters, None
 
 
+def open_embedded_store(config: WardledConfig, reactor: Any) -> Any:
+    """
+    Open the embedded store in C{--data-dir} now, before the reactor runs,
+    so a directory another wardled holds is reported in one line.
+
+    @raise SystemExit: it cannot be opened.
+    """
+    from wardled.storage.interfaces import StorageError
+    from wardled.storage.sqlite import SqliteStorage
+
+    try:
+        return SqliteStorage.open(reactor, config.data_dir)
+    except OSError as error:
+        raise fail(
+            f"cannot use --data-dir {config.data_dir}: {error.strerror or error}"
+        ) from None
+    except StorageError as error:
+        raise fail(str(error)) from None
+
+
 def makeService(options: Options) -> IService:
     """
     Build the wardled service from parsed L{Options} (the twistd plugin's
@@ -730,15 +802,22 @@ def makeService(options: Options) -> IService:
         cluster cannot be set up.
     """
     config = options.config
-    check_can_listen(config)
-    check_etcd_reachable(config)
-    _ensure_serving_cert(config)
-    clusters, configmap = resolve_delegation(config)
     from twisted.internet import reactor
 
+    if tls.inherited_endpoint(reactor) is None:  # socket activation: systemd listens
+        check_can_listen(config)
+    storage = None
+    if config.etcd_servers:
+        check_etcd_reachable(config)
+    else:
+        storage = open_embedded_store(config, reactor)
+    _ensure_serving_cert(config)
+    clusters, configmap = resolve_delegation(config)
     from wardled.server import make_service
 
     try:
-        return make_service(config, reactor, clusters, configmap)
-    except (tls.TLSConfigError, TokenFileError, PolicyError, ClientAuthError) as error:
+        return make_service(config, reactor, clusters, configmap, storage=storage)
+    except (
+        tls.TLSConfigError, TokenFileError, PolicyError, ClientAuthError, AuditConfigError
+    ) as error:
         raise fail(str(error)) from None

@@ -26,9 +26,10 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from cryptography import x509
@@ -36,7 +37,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    serverFromString,
+)
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IOpenSSLServerConnectionCreator,
@@ -439,6 +445,30 @@ def listening_endpoint(
     return TCP4ServerEndpoint(reactor, port, interface=bind_address)
 
 
+SYSTEMD_WHERE = "the socket passed by systemd"
+
+
+def inherited_endpoint(reactor: Any) -> AdoptedStreamServerEndpoint | None:
+    """
+    The listening socket systemd passed to this process (socket activation:
+    C{LISTEN_PID}, C{LISTEN_FDS} and C{LISTEN_FDNAMES}), or C{None}.
+
+    Twisted's C{systemd:} endpoint parser takes those variables out of the
+    environment when L{twisted.internet.endpoints} is first imported, so
+    the parser is asked rather than the environment.  The address family is
+    read from the socket (systemd's C{ListenStream=8443} is an IPv6 socket
+    that also accepts IPv4).
+    """
+    try:
+        passed = serverFromString(reactor, "systemd:domain=INET:index=0")
+    except IndexError:
+        return None
+    fileno = cast(AdoptedStreamServerEndpoint, passed).fileno
+    with socket.socket(fileno=os.dup(fileno)) as probe:
+        family = probe.family
+    return AdoptedStreamServerEndpoint(reactor, fileno, family)
+
+
 class _TLSListeningService(StreamServerEndpointService):
     """
     A L{StreamServerEndpointService} that listens synchronously (so twistd
@@ -459,6 +489,13 @@ class _TLSListeningService(StreamServerEndpointService):
         super().__init__(endpoint, factory)
         self._where = where
 
+    @property
+    def where(self) -> str:
+        """
+        Where it listens: C{host:port}, or L{SYSTEMD_WHERE}.
+        """
+        return self._where
+
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
@@ -478,7 +515,8 @@ def tls_endpoint_service(
 ) -> _TLSListeningService:
     """
     The service that serves C{site} over HTTPS on
-    C{config.bind_address}:C{config.secure_port}.
+    C{config.bind_address}:C{config.secure_port}, or on the socket systemd
+    passed (socket activation, see L{inherited_endpoint}).
 
     Uses C{--tls-cert-file}/C{--tls-private-key-file} when given, else a
     self-signed pair in C{config.cert_dir} (see L{ensure_self_signed_cert}).
@@ -506,8 +544,11 @@ def tls_endpoint_service(
     creator = RotatingServerTLS(pair, authorities)
     if not config.http2:
         site.acceptableProtocols = lambda: HTTP11_ONLY  # type: ignore[method-assign]
-    endpoint = listening_endpoint(reactor, config.secure_port, config.bind_address)
-    where = _host_port(config.bind_address, config.secure_port)
+    endpoint: IStreamServerEndpoint | None = inherited_endpoint(reactor)
+    where = SYSTEMD_WHERE
+    if endpoint is None:
+        endpoint = listening_endpoint(reactor, config.secure_port, config.bind_address)
+        where = _host_port(config.bind_address, config.secure_port)
     service = _TLSListeningService(
         endpoint, TLSMemoryBIOFactory(creator, False, site), where
     )
@@ -531,6 +572,7 @@ __all__ = [
     "TLSConfigError",
     "client_certificate_identity",
     "ensure_self_signed_cert",
+    "inherited_endpoint",
     "listening_endpoint",
     "load_certificates",
     "load_certificates_pem",

@@ -53,6 +53,8 @@ HANDLERS: Mapping[str, Handler] = {
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
+METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
 # The wardle binary version the reference reports (major 1, minor 2).
 WARDLE_MAJOR, WARDLE_MINOR = "1", "2"
 
@@ -90,9 +92,14 @@ class WardleAPI:
         self,
         stores: Mapping[str, Store],
         health: Mapping[str, HealthEndpoint],
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
+        """
+        @param metrics: renders C{/metrics} (none: C{/metrics} is not served).
+        """
         self.stores = stores
         self.health = health
+        self.metrics = metrics
 
     def _json(self, request: IRequest, body: dict[str, Any], code: int = 200) -> bytes:
         output = negotiate.negotiate_output(
@@ -177,6 +184,16 @@ class WardleAPI:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"x-content-type-options", b"nosniff")
         return text.encode()
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_text(self, request: IRequest) -> bytes:
+        """
+        Prometheus' text exposition of the server's metrics.
+        """
+        if self.metrics is None:
+            raise apierrors.server_not_found()
+        request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
+        return self.metrics()
 
     @app.route(f"/apis/{GROUP}/<version>/<path:rest>", methods=ALL_METHODS)
     async def resource(self, request: IRequest, version: str, rest: str) -> bytes:
