@@ -40,16 +40,42 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 
 
 @pytest.fixture(scope="session")
-def wardled(etcd: EtcdServer, pki: TestPKI) -> Iterator[WardledProcess]:
+def etcd_wardled(etcd: EtcdServer, pki: TestPKI) -> Iterator[WardledProcess]:
     """
-    One C{twistd -n wardled} for the whole session, with x509 client
-    authentication against C{pki} and storage in C{etcd}.
+    One C{twistd -n wardled} on C{etcd} for the whole session, with x509
+    client authentication against C{pki}.
     """
     server = WardledProcess.start(etcd.url, pki)
     try:
+        server.wait_ready()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_wardled(pki: TestPKI) -> Iterator[WardledProcess]:
+    """
+    One C{twistd -n wardled} on the embedded store (its own data directory)
+    for the whole session.
+    """
+    server = WardledProcess.start(None, pki)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=["etcd", "embedded"])
+def wardled(request: pytest.FixtureRequest) -> WardledProcess:
+    """
+    The session's server on each storage backend in turn: every
+    integration test that asks for C{wardled} runs against etcd and against
+    the embedded store.
+    """
+    server: WardledProcess = request.getfixturevalue(f"{request.param}_wardled")
+    return server
 
 
 @pytest.fixture

@@ -12,17 +12,20 @@ Everything here blocks; it runs in test code, never under a reactor.
 from __future__ import annotations
 
 import atexit
+import base64
 import email.message
 import http.client
 import json
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self
 
@@ -309,18 +312,46 @@ class WardledProcess:
         self.args = tuple(args)
         self._log_path = log_path
         self.work_dir = work_dir
+        # Where objects are kept: etcd at etcd_url, or the embedded store.
+        self.etcd_url: str | None = None
+        self.data_dir: str | None = None
+
+    @property
+    def backend(self) -> str:
+        """
+        C{"etcd"} or C{"embedded"}.
+        """
+        return "etcd" if self.etcd_url is not None else "embedded"
+
+    def stored(self, key: str) -> dict[str, Any] | None:
+        """
+        The object stored under C{key}, read straight from the backend (not
+        through wardled), with its revision as C{"__mod_revision"}; C{None}
+        when there is none.
+        """
+        if self.etcd_url is not None:
+            return _etcd_stored(self.etcd_url, key)
+        assert self.data_dir is not None
+        return _embedded_stored(self.data_dir, key)
 
     @classmethod
     def command(
         cls,
-        etcd_url: str,
+        etcd_url: str | None,
         pki: TestPKI,
         port: int,
         extra_args: Sequence[str] = (),
+        data_dir: str | None = None,
     ) -> list[str]:
         """
-        The command line L{start} runs.
+        The command line L{start} runs: storage in etcd at C{etcd_url}, or
+        with C{etcd_url} C{None} in the embedded store in C{data_dir}.
         """
+        storage = (
+            ["--etcd-servers", etcd_url]
+            if etcd_url is not None
+            else ["--data-dir", data_dir or "wardled-data"]
+        )
         return [
             venv_bin("twistd"),
             "-n",
@@ -330,8 +361,7 @@ class WardledProcess:
             str(port),
             "--bind-address",
             "127.0.0.1",
-            "--etcd-servers",
-            etcd_url,
+            *storage,
             "--tls-cert-file",
             pki.server_cert_file,
             "--tls-private-key-file",
@@ -344,7 +374,7 @@ class WardledProcess:
     @classmethod
     def start(
         cls,
-        etcd_url: str,
+        etcd_url: str | None,
         pki: TestPKI,
         extra_args: Sequence[str] = (),
         port: int | None = None,
@@ -354,7 +384,8 @@ class WardledProcess:
         """
         Start wardled and wait until C{GET /healthz} answers 200.
 
-        @param etcd_url: the C{--etcd-servers} value.
+        @param etcd_url: the C{--etcd-servers} value; C{None} for the
+            embedded store (in a C{data} directory of the server's own).
         @param pki: certificates (serving pair and client CA).
         @param extra_args: more flags, e.g. C{["--disable-admission-plugins",
             "BanFlunder"]}; they come last, so they win.
@@ -365,8 +396,9 @@ class WardledProcess:
             message holds its output.
         """
         port = free_port() if port is None else port
-        args = cls.command(etcd_url, pki, port, extra_args)
         work_dir = tempfile.mkdtemp(prefix="wardled-run-")
+        data_dir = os.path.join(work_dir, "data")
+        args = cls.command(etcd_url, pki, port, extra_args, data_dir)
         log_path = os.path.join(work_dir, "wardled.log")
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(log_path, "wb") as log:
@@ -380,6 +412,8 @@ class WardledProcess:
             )
         _LIVE_PROCESSES.add(process)
         server = cls(process, port, pki, args, log_path, work_dir)
+        server.etcd_url = etcd_url
+        server.data_dir = None if etcd_url is not None else data_dir
         try:
             server.wait_healthy(timeout)
         except BaseException:
@@ -414,6 +448,23 @@ class WardledProcess:
             f"wardled at {self.url} not healthy after {timeout:g}s "
             f"({last_error}); output:\n{self.output()}"
         )
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """
+        Block until C{GET /readyz} answers 200 (storage answers, watch
+        caches synced).
+
+        @raise RuntimeError: the time ran out.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.https("GET", "/readyz", timeout=2.0).status == 200:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(_POLL_INTERVAL)
+        raise RuntimeError(f"wardled at {self.url} not ready after {timeout:g}s")
 
     @property
     def pid(self) -> int:
@@ -576,6 +627,36 @@ class WardledProcess:
 
     def __repr__(self) -> str:
         return f"<WardledProcess {self.url} pid={self.pid}>"
+
+
+def _etcd_stored(etcd_url: str, key: str) -> dict[str, Any] | None:
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    request = urllib.request.Request(f"{etcd_url}/v3/kv/range", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        kvs = json.load(response).get("kvs", [])
+    if not kvs:
+        return None
+    stored: dict[str, Any] = json.loads(base64.b64decode(kvs[0]["value"]))
+    stored["__mod_revision"] = kvs[0]["mod_revision"]
+    return stored
+
+
+def _embedded_stored(data_dir: str, key: str) -> dict[str, Any] | None:
+    database = os.path.join(data_dir, "wardled.db")
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        row = connection.execute(
+            "SELECT value, deleted, revision FROM log WHERE key = ? "
+            "ORDER BY revision DESC LIMIT 1",
+            (key.encode(),),
+        ).fetchone()
+    finally:
+        connection.close()
+    if row is None or row[1]:
+        return None
+    stored: dict[str, Any] = json.loads(row[0])
+    stored["__mod_revision"] = str(row[2])
+    return stored
 
 
 def _run(

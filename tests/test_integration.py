@@ -5,36 +5,18 @@ with raw HTTP/1.1, curl (HTTP/2), httpie and kubectl — the clients users have.
 
 from __future__ import annotations
 
-import base64
 import json
-import urllib.request
 from typing import Any
 
 import kubernetes
 import pytest
 import yaml
 
-from tests.etcdserver import EtcdServer
 from tests.harness import ADMIN, ALICE, STRANGER, WardledProcess
 
 V1A = "/apis/wardle.example.com/v1alpha1"
 V1B = "/apis/wardle.example.com/v1beta1"
 PREFIX = "/registry/wardle.example.com/wardle.example.com"
-
-
-def etcd_get(etcd: EtcdServer, key: str) -> dict[str, Any] | None:
-    """
-    Read one key straight from etcd's gateway (what is really stored).
-    """
-    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
-    request = urllib.request.Request(f"{etcd.url}/v3/kv/range", data=body, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        kvs = json.load(response).get("kvs", [])
-    if not kvs:
-        return None
-    stored: dict[str, Any] = json.loads(base64.b64decode(kvs[0]["value"]))
-    stored["__mod_revision"] = kvs[0]["mod_revision"]
-    return stored
 
 
 def flunder(name: str, **spec: str) -> dict[str, Any]:
@@ -88,7 +70,7 @@ class TestIdentityAndAuthorization:
 
 class TestResources:
     def test_crud_and_etcd_layout(
-        self, wardled: WardledProcess, etcd: EtcdServer, namespace: str
+        self, wardled: WardledProcess, namespace: str
     ) -> None:
         collection = f"{V1B}/namespaces/{namespace}/flunders"
         created = wardled.https(
@@ -98,7 +80,7 @@ class TestResources:
         )
         assert created.status == 201, created.body
         body = created.json()
-        stored = etcd_get(etcd, f"{PREFIX}/flunders/{namespace}/one")
+        stored = wardled.stored(f"{PREFIX}/flunders/{namespace}/one")
         assert stored is not None
         assert stored["apiVersion"] == "wardle.example.com/v1alpha1"
         assert stored["spec"] == {"reference": "two", "referenceType": "Flunder"}
@@ -118,10 +100,10 @@ class TestResources:
         deleted = wardled.https("DELETE", f"{collection}/one")
         assert deleted.status == 200
         assert deleted.json()["status"] == "Success"
-        assert etcd_get(etcd, f"{PREFIX}/flunders/{namespace}/one") is None
+        assert wardled.stored(f"{PREFIX}/flunders/{namespace}/one") is None
 
     def test_bad_inputs_write_nothing_and_server_keeps_serving(
-        self, wardled: WardledProcess, etcd: EtcdServer, namespace: str
+        self, wardled: WardledProcess, namespace: str
     ) -> None:
         collection = f"{V1A}/namespaces/{namespace}/flunders"
         cases = [
@@ -140,7 +122,7 @@ class TestResources:
         assert wardled.https(
             "GET", collection, headers={"Accept": "application/vnd.kubernetes.protobuf"}
         ).status == 406
-        assert etcd_get(etcd, f"{PREFIX}/flunders/{namespace}/bad") is None
+        assert wardled.stored(f"{PREFIX}/flunders/{namespace}/bad") is None
         assert wardled.https("GET", "/healthz").status == 200
 
     def test_finalizers(self, wardled: WardledProcess, namespace: str) -> None:

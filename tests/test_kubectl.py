@@ -14,9 +14,8 @@ from typing import Any
 
 import yaml
 
-from tests.etcdserver import EtcdServer
 from tests.harness import WardledProcess
-from tests.test_integration import PREFIX, etcd_get
+from tests.test_integration import PREFIX
 
 V1B = "/apis/wardle.example.com/v1beta1"
 
@@ -102,20 +101,20 @@ class TestKubectl:
         assert out.split() == ["NAME", "REF", "cc", "x"]
 
     def test_server_dry_run_changes_nothing(
-        self, wardled: WardledProcess, etcd: EtcdServer, namespace: str
+        self, wardled: WardledProcess, namespace: str
     ) -> None:
         key = f"{PREFIX}/flunders/{namespace}/dry"
         assert "(server dry run)" in ok(
             wardled.kubectl("create", "--dry-run=server", "-f", "-", input=manifest("dry", namespace))
         )
-        assert etcd_get(etcd, key) is None
+        assert wardled.stored(key) is None
         ok(wardled.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest("dry", namespace)))
-        assert etcd_get(etcd, key) is None
+        assert wardled.stored(key) is None
         ok(wardled.kubectl("apply", "-f", "-", input=manifest("dry", namespace)))
-        before = etcd_get(etcd, key)
+        before = wardled.stored(key)
         assert before is not None
         ok(wardled.kubectl("delete", "flunder", "dry", "-n", namespace, "--dry-run=server"))
-        assert etcd_get(etcd, key) == before
+        assert wardled.stored(key) == before
 
 
 class TestOutputForms:

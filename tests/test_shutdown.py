@@ -589,6 +589,8 @@ def test_watch_ends_cleanly_for_curl(
     """
     server = WardledProcess.start(etcd.url, pki)
     try:
+        # A watch before the cache has synced is a (pretty-printed) 429.
+        server.wait_ready()
         collection = f"/apis/wardle.example.com/v1alpha1/namespaces/{namespace}/flunders"
         credentials = pki.users[ADMIN]
         command = [
