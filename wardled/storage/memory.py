@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._callbackwatch import CallbackWatch
 from .interfaces import (
     DELETE,
     PUT,
@@ -272,7 +272,7 @@ def _utf8(key: str) -> bytes:
 
 
 @implementer(IWatch)
-class _MemoryWatch:
+class _MemoryWatch(CallbackWatch):
     """
     One watch on a L{MemoryStorage}: the next revision it needs, and where
     to send it.
@@ -281,12 +281,13 @@ class _MemoryWatch:
     def __init__(
         self, store: MemoryStorage, prefix: str, start: int, callback: WatchCallback
     ) -> None:
-        self.done: Deferred[None] = Deferred()
+        super().__init__(callback)
         self._store = store
         self._prefix = prefix
         self._next = start
-        self._callback = callback
-        self._finished = False
+
+    def _forget(self) -> None:
+        self._store._forget(self)
 
     def behind(self) -> bool:
         return not self._finished and self._next <= self._store.revision
@@ -312,21 +313,3 @@ class _MemoryWatch:
         if not self.behind():
             self._call([], revision)
 
-    def _call(self, events: list[Event], revision: int) -> None:
-        try:
-            self._callback(events, revision)
-        except Exception:  # noqa: BLE001 - a failing callback ends the watch
-            self.finish(Failure())
-
-    def stop(self) -> None:
-        self.finish(None)
-
-    def finish(self, error: StorageError | Failure | None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        self._store._forget(self)
-        if error is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(error)

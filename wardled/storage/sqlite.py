@@ -47,6 +47,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from ._callbackwatch import CallbackWatch
 from ._sqlitelog import EventPage, SqliteLog
 from .interfaces import (
     Compacted,
@@ -426,7 +427,7 @@ class SqliteStorage:
 
 
 @implementer(IWatch)
-class _SqliteWatch:
+class _SqliteWatch(CallbackWatch):
     """
     One watch on a L{SqliteStorage}: the next revision it needs, whether it
     is replaying from the database, and where to send events.
@@ -437,14 +438,15 @@ class _SqliteWatch:
     def __init__(
         self, storage: SqliteStorage, prefix: str, start: int, callback: WatchCallback
     ) -> None:
-        self.done: Deferred[None] = Deferred()
+        super().__init__(callback)
         self._storage = storage
         self._prefix = prefix
         self._next = start
         self._reported = start - 1
-        self._callback = callback
         self._reading = False
-        self._finished = False
+
+    def _forget(self) -> None:
+        self._storage.forget(self)
 
     def offer(self, event: Event) -> None:
         """
@@ -508,23 +510,7 @@ class _SqliteWatch:
 
     def _call(self, events: Sequence[Event], revision: int) -> None:
         self._reported = revision
-        try:
-            self._callback(events, revision)
-        except Exception:  # noqa: BLE001 - a failing callback ends the watch
-            self.finish(Failure())
-
-    def stop(self) -> None:
-        self.finish(None)
-
-    def finish(self, error: StorageError | Failure | None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        self._storage.forget(self)
-        if error is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(error)
+        super()._call(events, revision)
 
 
 class CompactionService(TimerService):
