@@ -81,3 +81,13 @@ class WardledConfig:
     # Seconds to keep serving after SIGTERM (with /readyz failing) before
     # the listener stops (--shutdown-delay-duration).
     shutdown_delay_duration: float = 0.0
+    # Processes serving the port (--workers; wardled.workers): this one and
+    # workers - 1 more, sharing it with SO_REUSEPORT.
+    workers: int = 1
+    # Limits (wardled.limits, wardled.connlimits): requests served at once
+    # (0: no limit), seconds a non-watch request may take, seconds a
+    # connection has to send a request head (0: no deadline).
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
+    request_timeout: float = 60.0
+    read_header_timeout: float = 32.0

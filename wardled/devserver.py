@@ -146,7 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return process.wait()
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
-        return process.wait()
+        status = process.wait()
+        # Stopped by the Ctrl-C we passed on: a normal end.
+        return 0 if status == -signal.SIGINT else status
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ from wardled.auth.tokenfile import load_token_file
 from wardled.auth.tokenreview import TokenReviewer
 from wardled.cache.multiplexer import WatchMultiplexer
 from wardled.config import WardledConfig
+from wardled.connlimits import IDLE_TIMEOUT, GuardedSite
 from wardled.kube.client import KubeClient
 from wardled.kube.clusters import Clusters
 from wardled.kube.reflector import Reflector
+from wardled.limits import RequestLimits, settings_from_config
 from wardled.metrics import ServerMetrics
 from wardled.namespacelifecycle import NAMESPACES_PATH, NamespaceLifecycle
 from wardled.registry.install import build_registry, group_prefix
@@ -71,10 +73,11 @@ class ClosingService(Service):
         return close() if close is not None else None
 
 
-class QuietSite(Site):
+class QuietSite(GuardedSite):
     """
     A Site that writes no access log unless asked to: per-request logging
-    costs a fifth of the throughput (twisted-stack.md §7).
+    costs a fifth of the throughput (twisted-stack.md §7).  Its connections
+    are guarded (L{wardled.connlimits}).
     """
 
     def log(self, request: Any) -> None:
@@ -111,6 +114,7 @@ def build_api(
     first_admission: Sequence[IAdmissionPlugin] = (),
     metrics: ServerMetrics | None = None,
     observers: Sequence[IRequestObserver] = (),
+    limits: RequestLimits | None = None,
 ) -> APIServer:
     """
     Filters in front of the routes, over C{storage} and its watch caches.
@@ -125,6 +129,7 @@ def build_api(
     @param metrics: where C{/metrics} series are kept; by default a new set.
     @param observers: told of every request besides the metrics (the
         audit log).
+    @param limits: max in flight and the request timeout; none: unlimited.
     """
     metrics = metrics or ServerMetrics()
     storage = metrics.timed(storage, group_prefix(key_prefix))
@@ -152,6 +157,7 @@ def build_api(
         authenticator or make_authenticator(),
         authorizer,
         (metrics.requests, *observers),
+        limits,
     )
     return APIServer(filtered, registry.multiplexer, health["readyz"])
 
@@ -280,8 +286,14 @@ def make_site(
         authorizer=access.authorizer,
         first_admission=access.first_admission,
         observers=() if audit is None else (audit,),
+        limits=RequestLimits(reactor, settings_from_config(config)),
     )
-    site = QuietSite(server.resource, reactor=reactor)
+    # No form parsing: Twisted would answer a bad multipart body with a bare
+    # 400 and drop the connection on an odd Content-Type (Go answers 415).
+    site = QuietSite(
+        server.resource, reactor=reactor, timeout=IDLE_TIMEOUT, parsePOSTFormSubmission=False
+    )
+    site.limit_settings = settings_from_config(config)
     site.access_log = config.access_log
     site.displayTracebacks = False
     return site, server

@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import ssl
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,6 +52,15 @@ from wardled.config import (
 )
 from wardled.kube.clusters import Clusters, resolve_clusters
 from wardled.kube.kubeconfig import KubeconfigError
+from wardled.limits import parse_limit
+from wardled.workers import (
+    SOCKET_ACTIVATION_ERROR,
+    TwistdCommand,
+    check_workers,
+    parse_workers,
+    worker_index,
+    worker_services,
+)
 
 log = Logger()
 
@@ -485,6 +495,39 @@ class Options(usage.Options):
                 "before the listener stops, e.g. 10s."
             ),
         ],
+        [
+            "max-requests-inflight",
+            None,
+            "400",
+            "Read-only requests served at once; more get 429 (0: no limit).",
+        ],
+        [
+            "max-mutating-requests-inflight",
+            None,
+            "200",
+            "Mutating requests served at once; more get 429 (0: no limit).",
+        ],
+        [
+            "request-timeout",
+            None,
+            "1m0s",
+            "How long a request other than a watch may take before it gets 504.",
+        ],
+        [
+            "read-header-timeout",
+            None,
+            "32s",
+            "How long a connection has to send a complete request head (0: no limit).",
+        ],
+        [
+            "workers",
+            None,
+            "1",
+            (
+                "Processes serving the port (SO_REUSEPORT), each with its own "
+                "etcd watches and caches; > 1 needs --etcd-servers."
+            ),
+        ],
     ]
 
     optFlags: ClassVar[list[list[str | None]]] = [
@@ -504,6 +547,7 @@ class Options(usage.Options):
     ]
 
     config: WardledConfig
+    arguments: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -536,12 +580,20 @@ class Options(usage.Options):
         @raise SystemExit: C{--help} (status 0) or a bad flag or value.
         """
         try:
+            # The arguments as given, for wardled.workers to start copies.
+            self.arguments = tuple(sys.argv[1:] if options is None else options)
             super().parseOptions(_go_bool_flags(options, self.optFlags))
         except usage.UsageError as error:
             raise fail(str(error)) from None
 
     def _duration(self, flag: str) -> float:
         return parse_duration(flag, self[flag])
+
+    def _limit(self, flag: str) -> int:
+        try:
+            return parse_limit(flag, self[flag])
+        except ValueError as error:
+            raise usage.UsageError(str(error)) from None
 
     def postOptions(self) -> None:
         """
@@ -609,11 +661,17 @@ class Options(usage.Options):
                 "authorization-webhook-cache-unauthorized-ttl"
             ),
             shutdown_delay_duration=self._duration("shutdown-delay-duration"),
+            max_requests_inflight=self._limit("max-requests-inflight"),
+            max_mutating_requests_inflight=self._limit("max-mutating-requests-inflight"),
+            request_timeout=self._duration("request-timeout"),
+            read_header_timeout=self._duration("read-header-timeout"),
+            workers=parse_workers(self["workers"]),
         )
         _check_pairs(self.config)
         _check_tls_files(self.config)
         _check_auth_files(self.config)
         check_audit_config(self.config)
+        check_workers(self.config)
 
 
 def _go_bool_flags(
@@ -697,18 +755,24 @@ def check_etcd_reachable(config: WardledConfig) -> None:
     raise fail(f"cannot reach etcd (--etcd-servers): {'; '.join(reasons)}")
 
 
-def check_can_listen(config: WardledConfig) -> None:
+def check_can_listen(config: WardledConfig, reuse_port: bool = False) -> None:
     """
     Check that C{--bind-address}:C{--secure-port} can be listened on (not
     taken, allowed, an address of this host) by binding it once, the way
     Twisted will (with C{SO_REUSEADDR}), before the reactor starts.
 
+    @param reuse_port: bind with C{SO_REUSEPORT} too, as a C{--workers}
+        worker does (its parent already listens there).  The parent probes
+        without it, so a port another server holds, even another wardled
+        with workers, is refused rather than shared.
     @raise SystemExit: it cannot; the line says why.
     """
     family = socket.AF_INET6 if ":" in config.bind_address else socket.AF_INET
     probe = socket.socket(family, socket.SOCK_STREAM)
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         probe.bind((config.bind_address, config.secure_port))
         probe.listen(1)
     except OSError as error:
@@ -805,7 +869,9 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     if tls.inherited_endpoint(reactor) is None:  # socket activation: systemd listens
-        check_can_listen(config)
+        check_can_listen(config, reuse_port=worker_index(os.environ) > 0)
+    elif config.workers > 1:
+        raise fail(SOCKET_ACTIVATION_ERROR)
     storage = None
     if config.etcd_servers:
         check_etcd_reachable(config)
@@ -816,8 +882,12 @@ def makeService(options: Options) -> IService:
     from wardled.server import make_service
 
     try:
-        return make_service(config, reactor, clusters, configmap, storage=storage)
+        service = make_service(config, reactor, clusters, configmap, storage=storage)
     except (
         tls.TLSConfigError, TokenFileError, PolicyError, ClientAuthError, AuditConfigError
     ) as error:
         raise fail(str(error)) from None
+    # --workers: the parent starts and supervises the others (wardled.workers).
+    for each in worker_services(config, reactor, TwistdCommand.from_options(options)):
+        each.setServiceParent(service)
+    return service

@@ -57,6 +57,7 @@ from zope.interface import implementer
 
 from wardled import certs
 from wardled.config import WardledConfig
+from wardled.workers import ReusePortEndpoint
 
 log = Logger()
 
@@ -435,11 +436,16 @@ class CertificateVerifier:
 
 
 def listening_endpoint(
-    reactor: IReactorTCP, port: int, bind_address: str
+    reactor: IReactorTCP, port: int, bind_address: str, reuse_port: bool = False
 ) -> IStreamServerEndpoint:
     """
     A TCP endpoint on C{bind_address}:C{port} (IPv4 or IPv6).
+
+    @param reuse_port: share the port with other processes (C{--workers}:
+        a L{wardled.workers.ReusePortEndpoint}).
     """
+    if reuse_port:
+        return ReusePortEndpoint(reactor, port, bind_address)
     if ipaddress.ip_address(bind_address).version == 6:
         return TCP6ServerEndpoint(reactor, port, interface=bind_address)
     return TCP4ServerEndpoint(reactor, port, interface=bind_address)
@@ -547,7 +553,9 @@ def tls_endpoint_service(
     endpoint: IStreamServerEndpoint | None = inherited_endpoint(reactor)
     where = SYSTEMD_WHERE
     if endpoint is None:
-        endpoint = listening_endpoint(reactor, config.secure_port, config.bind_address)
+        endpoint = listening_endpoint(
+            reactor, config.secure_port, config.bind_address, reuse_port=config.workers > 1
+        )
         where = _host_port(config.bind_address, config.secure_port)
     service = _TLSListeningService(
         endpoint, TLSMemoryBIOFactory(creator, False, site), where

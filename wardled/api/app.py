@@ -17,6 +17,8 @@ from typing import Any
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from wardled import __version__, apierrors
 from wardled.api import (
@@ -37,6 +39,7 @@ from wardled.api.health import HealthEndpoint, run_endpoint
 from wardled.api.scope import Scope
 from wardled.apis.wardle import GROUP, GROUP_VERSIONS, resource_for
 from wardled.registry.store import Store
+from wardled.storage.interfaces import Unavailable
 
 Handler = Callable[[Scope, IRequest], Awaitable[bytes]]
 
@@ -54,6 +57,16 @@ HANDLERS: Mapping[str, Handler] = {
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class _AnyPathConverter(PathConverter):
+    """
+    Werkzeug's C{path} converter, newlines included: a name may hold one
+    (C{.../flunders/a%0Ab}), and Werkzeug's own pattern stops at it.
+    """
+
+    regex = r"[^/](?:.|\n)*?"
+
 
 # The wardle binary version the reference reports (major 1, minor 2).
 WARDLE_MAJOR, WARDLE_MINOR = "1", "2"
@@ -86,6 +99,7 @@ class WardleAPI:
     """
 
     app = Klein()
+    app.url_map.converters["path"] = _AnyPathConverter
     log = Logger()
 
     def __init__(
@@ -110,6 +124,53 @@ class WardleAPI:
     @app.handle_errors(apierrors.StatusError)
     def status_error(self, request: IRequest, failure: Any) -> bytes:
         return respond.write_status(request, failure.value)
+
+    @app.handle_errors(Unavailable)
+    def storage_unavailable(self, request: IRequest, failure: Any) -> bytes:
+        """
+        Storage could not be reached (etcd down, hung or without quorum)
+        wherever the handler met it (a consistent read's revision probe,
+        admission, the write itself): a 503 Status naming the cause.
+        """
+        self.log.warn(  # noqa: G010 - twisted.logger has no warning()
+            "{method} {path}: storage unavailable: {error}",
+            method=request.method, path=request.path, error=failure.value,
+        )
+        return respond.write_status(
+            request, apierrors.service_unavailable(f"storage is unavailable: {failure.value}")
+        )
+
+    @app.handle_errors(HTTPException)
+    def routing_error(self, request: IRequest, failure: Any) -> bytes:
+        """
+        The route map refused the request: a method no route takes
+        (C{TRACE}, C{PROPFIND}, C{OPTIONS /}) is the 405 Status the resource
+        routes answer, a path no pattern matches (a newline in it) a 404
+        Status; not a 500.
+        """
+        if failure.value.code != 405:
+            return respond.write_status(request, apierrors.server_not_found())
+        return respond.write_status(
+            request,
+            apierrors.StatusError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+                {},
+            ),
+        )
+
+    @app.handle_errors(RecursionError)
+    def nested_too_deeply(self, request: IRequest, failure: Any) -> bytes:
+        """
+        A request value nested deeper than Python's recursion limit lets the
+        handlers walk (copying, merging, encoding): the client's doing, so a
+        400 Status, not a 500.
+        """
+        self.log.info("{method} {path}: nesting too deep", method=request.method, path=request.path)
+        return respond.write_status(
+            request, apierrors.bad_request("the request is nested too deeply: exceeded max depth")
+        )
 
     @app.handle_errors(Exception)
     def internal_error(self, request: IRequest, failure: Any) -> bytes:

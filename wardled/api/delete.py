@@ -22,6 +22,8 @@ from wardled.api.scope import Scope
 from wardled.api.writeoptions import parse_write_options
 from wardled.apis import field
 from wardled.apis.field import FieldError
+from wardled.apis.meta import DELETE_OPTIONS
+from wardled.apis.schema import DecodeContext, DecodeError
 from wardled.registry.store import BACKGROUND, FOREGROUND, ORPHAN, DeleteOptions
 
 DELETE_OPTIONS_KIND = apierrors.GroupKind("meta.k8s.io", "DeleteOptions")
@@ -39,7 +41,12 @@ def _body_options(request: IRequest) -> dict[str, Any]:
         raise apierrors.bad_request(
             f'{kind} in version "v1" cannot be handled as a DeleteOptions'
         )
-    return parsed
+    try:
+        return DELETE_OPTIONS.decode_root(parsed, DecodeContext())
+    except DecodeError as error:
+        # A field of the wrong type: 400 with Go's text (Kubernetes 1.35+;
+        # it was a 500 before, kubernetes/kubernetes#133358).
+        raise apierrors.bad_request(str(error)) from None
 
 
 def parse_delete_options(request: IRequest) -> DeleteOptions:

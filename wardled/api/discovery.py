@@ -77,7 +77,7 @@ def root_paths() -> Object:
     paths = ["/apis", f"/apis/{GROUP}"]
     paths += [f"/apis/{GROUP}/{v}" for v in GROUP_VERSIONS]
     paths += ["/healthz", "/healthz/etcd", "/healthz/log", "/healthz/ping"]
-    paths += ["/livez", "/livez/etcd", "/livez/log", "/livez/ping"]
+    paths += ["/livez", "/livez/log", "/livez/ping"]
     paths += ["/readyz", "/readyz/etcd", "/readyz/etcd-readiness", "/readyz/log"]
     paths += ["/readyz/ping", "/readyz/shutdown", "/version"]
     return {"paths": sorted(paths)}

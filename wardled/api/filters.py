@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
@@ -35,6 +36,7 @@ from wardled.auth.authz import Authorizer, Decision, forbidden_error
 from wardled.auth.impersonation import impersonate
 from wardled.auth.sar import ReviewFailed
 from wardled.auth.user import UserInfo
+from wardled.limits import RequestLimits, write_refusal
 
 # A function from a request to its user (or to an awaitable of it).
 Authenticator = Callable[[IRequest], UserInfo | Awaitable[UserInfo]]
@@ -52,7 +54,8 @@ def _body_size(request: IRequest) -> int:
 
 
 def _request_info(request: IRequest) -> RequestInfo:
-    path = request.path.decode("utf-8", "replace")
+    # Go reads the decoded path (URL.Path): ".../flunders/a%20b" names "a b".
+    path = unquote_to_bytes(request.path).decode("utf-8", "replace")
     watch = (respond.query_arg(request, "watch") or "").lower() in ("true", "1")
     return parse_request_info(request.method.decode("ascii", "replace"), path, watch)
 
@@ -179,23 +182,37 @@ class FilteredResource(Resource):
         authenticate: Authenticator,
         authorizer: Authorizer | None = None,
         observers: Sequence[IRequestObserver] = (),
+        limits: RequestLimits | None = None,
     ) -> None:
+        """
+        @param limits: max in flight and the request timeout
+            (L{wardled.limits}); none: unlimited.
+        """
         super().__init__()
         self.routes = routes
         self.authenticate = authenticate
         self.authorizer = authorizer or Authorizer()
         self.observers = tuple(observers)
+        self.limits = limits
 
     def render(self, request: IRequest) -> Any:
         audit_id = str(uuid.uuid4())
         request.setHeader(b"audit-id", audit_id.encode())
         request.setHeader(b"cache-control", b"no-cache, private")
+        # Klein answers a path that is not UTF-8 once decoded with a bare
+        # text 400; route it with U+FFFD in place, as L{_request_info} reads it.
+        request.postpath = [
+            segment.decode("utf-8", "replace").encode("utf-8")
+            for segment in request.postpath
+        ]
         record = None
         if self.observers:
             record = RequestRecord(request, audit_id)
             request.notifyFinish().addBoth(  # type: ignore[attr-defined]
                 self._finished, record
             )
+        if self.limits is not None:
+            self.limits.start(request)
         admitted = ensureDeferred(self._admit(request, record))
         outcome: list[object] = []
         admitted.addBoth(outcome.append)
@@ -241,16 +258,23 @@ class FilteredResource(Resource):
             record.error = error
             self._tell_admitted(record)
         if error is not None:
-            return respond.write_status(request, error)
+            return write_refusal(request, error)
         if record is None:
-            return self.routes.render(request)
+            return self._render_routes(request)
         try:
-            return self.routes.render(request)
+            return self._render_routes(request)
         except BaseException as panic:
             record.panicked = panic
             raise
 
+    def _render_routes(self, request: IRequest) -> Any:
+        if self.limits is None:
+            return self.routes.render(request)
+        return self.limits.render(request, self.routes)
+
     async def _admit(self, request: IRequest, record: RequestRecord | None) -> None:
+        if self.limits is not None:
+            self.limits.check(request)
         if _body_size(request) > apierrors.MAX_BODY_BYTES:
             raise apierrors.request_entity_too_large()
         found = self.authenticate(request)
@@ -263,6 +287,10 @@ class FilteredResource(Resource):
             record.info = info
             if acting is not user:
                 record.impersonated = acting
+        if self.limits is not None:
+            # Where Kubernetes has WithMaxInFlightLimit: after impersonation,
+            # before authorization.
+            self.limits.admit(request, info, acting)
         decision = await self._authorize(acting, info)
         if record is not None:
             record.decision = decision

@@ -100,16 +100,22 @@ def health_endpoints(
     """
     The three endpoints with the reference's check names, plus readiness
     checks of wardled's own (the watch cache).
+
+    Unlike kube-apiserver, C{/livez} leaves storage out: a process whose
+    etcd is away is alive (it recovers by itself when etcd returns), and
+    restarting it would only drop its watch cache and its clients' watches.
+    C{/readyz} and C{/healthz} do check storage.
     """
 
     async def shutdown() -> None:
         if shutting_down():
             raise RuntimeError("process is shutting down")
 
-    common = (HealthCheck("ping", _ok), HealthCheck("log", _ok), storage_health)
+    alive = (HealthCheck("ping", _ok), HealthCheck("log", _ok))
+    common = (*alive, storage_health)
     return {
         "healthz": HealthEndpoint("healthz", common),
-        "livez": HealthEndpoint("livez", common),
+        "livez": HealthEndpoint("livez", alive),
         "readyz": HealthEndpoint(
             "readyz",
             (*common, readiness, *extra_readiness, HealthCheck("shutdown", shutdown)),

@@ -6,6 +6,8 @@ as meta/v1 ListOptions are (422 C{ListOptions.meta.k8s.io "" is invalid}).
 
 from __future__ import annotations
 
+import re
+
 from twisted.web.iweb import IRequest
 
 from wardled import apierrors
@@ -110,13 +112,19 @@ def _field_selector(text: str | None) -> FieldSelector | None:
         raise apierrors.bad_request(str(error)) from None
 
 
+_INT64 = re.compile(r"[+-]?[0-9]+")
+
+
 def _limit(text: str | None) -> int:
+    """
+    C{limit} as Go's C{strconv.ParseInt(text, 10, 64)} reads it (storage
+    takes no more than an int64: etcd refuses it, SQLite overflows).
+    """
     if not text:
         return 0
-    try:
-        limit = int(text)
-    except ValueError:
-        raise apierrors.bad_request(
-            f'strconv.ParseInt: parsing "{text}": invalid syntax'
-        ) from None
+    if not _INT64.fullmatch(text):
+        raise apierrors.bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    limit = int(text)
+    if not -(2**63) <= limit < 2**63:
+        raise apierrors.bad_request(f'strconv.ParseInt: parsing "{text}": value out of range')
     return max(limit, 0)

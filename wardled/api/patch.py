@@ -71,7 +71,12 @@ def _parse_patch(patch_type: str, data: bytes) -> Any:
     if patch_type == JSON_PATCH:
         try:
             return jsonpatch.JsonPatch(document)
-        except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as error:
+        except (
+            jsonpatch.InvalidJsonPatch,
+            jsonpatch.JsonPointerException,  # a path such as "/a/~2"
+            TypeError,
+            AttributeError,
+        ) as error:
             raise apierrors.bad_request(str(error) or "invalid JSON patch") from None
     return document
 
@@ -208,7 +213,7 @@ async def _apply_once(
                 raise _Retry() from None
             raise
         return created, 201
-    pinned = bool(parsed.get("metadata", {}).get("resourceVersion"))
+    pinned = bool((parsed.get("metadata") or {}).get("resourceVersion"))
     try:
         updated = await scope.store.update(
             scope.namespace, scope.name, obj, scope.user, options.dry_run

@@ -48,7 +48,9 @@ def query_arg(request: IRequest, name: str) -> str | None:
 
 
 def header(request: IRequest, name: str) -> str | None:
-    value = request.getHeader(name)
+    # By bytes name: Twisted decodes a str lookup as UTF-8 and raises on
+    # other bytes, which clients may send (Go reads header values as bytes).
+    value = request.getHeader(name.encode("ascii"))
     if value is None:
         return None
     return value.decode("latin-1") if isinstance(value, bytes) else str(value)

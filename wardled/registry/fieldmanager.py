@@ -332,7 +332,8 @@ class FieldManager:
             conflicts when not forced.
         """
         self.resource.decode_request(version, config)
-        if config.get("metadata", {}).get("managedFields") is not None:
+        # "metadata: null" decodes (Go reads it as empty): hence "or {}".
+        if (config.get("metadata") or {}).get("managedFields") is not None:
             raise apierrors.bad_request(MANAGED_FIELDS_MUST_BE_NIL)
         schema = self.resource.versions[version].schema
         typed_config = schema.decode_root(

@@ -335,7 +335,8 @@ class Gateway:
     A server that refuses the connection (or, for reads, drops it before
     answering) is skipped and the next one tried; the one that answered is
     tried first next time. Each call, all attempts included, is bounded by
-    C{request_timeout}.
+    C{request_timeout}; a server that lets it run out (hung, or cut off from
+    the cluster) fails that call, and the next call starts with another one.
     """
 
     def __init__(
@@ -364,6 +365,14 @@ class Gateway:
         """
         return self._servers[self._current]
 
+    def avoid(self, server: str) -> None:
+        """
+        Try another server first from now on, if C{server} is the one tried
+        first (it did not answer in time, or says it is unhealthy).
+        """
+        if len(self._servers) > 1 and self._servers[self._current] == server:
+            self._current = (self._current + 1) % len(self._servers)
+
     def request(
         self, method: str, path: str, body: JSON | None = None, idempotent: bool = False
     ) -> Deferred[JSON]:
@@ -384,6 +393,33 @@ class Gateway:
         server, response = await self._send(
             method, path, body, idempotent, True, deadline
         )
+        return await self._answer(server, path, response, deadline)
+
+    def health(self, server: str) -> Deferred[JSON]:
+        """
+        C{GET /health} of one server, without failover, bounded by the
+        request timeout (a liveness probe of the server a watch streams
+        from).
+
+        @return: the answer on HTTP 200.
+        @raise GatewayError: it answered another status (503: unhealthy).
+        @raise Unavailable: it did not answer in time.
+        """
+
+        async def asking() -> JSON:
+            deadline = self._clock.seconds() + self._timeout
+            sending = self._http.request("GET", server + "/health", unbuffered=True)
+            response = await self._within(sending, deadline, server, "/health")
+            return await self._answer(server, "/health", response, deadline)
+
+        return Deferred.fromCoroutine(asking())
+
+    async def _answer(
+        self, server: str, path: str, response: IResponse, deadline: float
+    ) -> JSON:
+        """
+        Read and parse a whole JSON answer before C{deadline}.
+        """
         reader = _BodyReader()
         response.deliverBody(reader)
         raw = await self._within(reader.finished, deadline, server, path)
@@ -467,6 +503,7 @@ class Gateway:
             return await waiting
         except Exception:
             if expired:
+                self.avoid(server)
                 raise Unavailable(
                     f"etcd at {server}: no answer to {path} within {self._timeout:g}s"
                 ) from None

@@ -7,7 +7,10 @@ Writes are the compare-and-swap transactions the Kubernetes apiserver uses
 C{create_revision} with 0; update and delete compare its C{mod_revision} and
 read the key back on failure, to tell L{KeyNotFound} from L{Conflict}. A watch
 is one gateway watch stream, resumed after the last delivered revision when
-the stream ends or etcd goes away. The JSON plumbing lives in
+the stream ends or etcd goes away; a stream quiet for
+L{WATCH_KEEPALIVE_INTERVAL} seconds has its server probed, and is dropped
+(and resumed on another server) when that server is hung or unhealthy, the
+way etcd's Go client keeps gRPC streams alive. The JSON plumbing lives in
 L{wardled.storage._gateway}.
 """
 
@@ -62,6 +65,9 @@ _FUTURE = "required revision is a future revision"
 MAX_PERSISTENT_PER_HOST = 16
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 3.0
+# A watch stream that has carried nothing (no event, no progress
+# notification) for this long has its server's /health asked.
+WATCH_KEEPALIVE_INTERVAL = 10.0
 
 
 @implementer(IStorage)
@@ -377,6 +383,9 @@ class _EtcdWatch:
         self._stream: JSONLines | None = None
         self._stream_lost: Deferred[None] | None = None
         self._server = gateway.server
+        self._heard = 0.0
+        self._keepalive: IDelayedCall | None = None
+        self._probing: Deferred[None] | None = None
 
     # -- life cycle -------------------------------------------------------
 
@@ -409,8 +418,60 @@ class _EtcdWatch:
         response.deliverBody(stream)
         if response.code != 200 or self._finished:
             stream.abort()
+            return
+        self._heard = self._clock.seconds()
+        self._schedule_keepalive(WATCH_KEEPALIVE_INTERVAL)
+
+    def _schedule_keepalive(self, delay: float) -> None:
+        self._keepalive = self._clock.callLater(delay, self._check_alive)
+
+    def _cancel_keepalive(self) -> None:
+        keepalive, self._keepalive = self._keepalive, None
+        if keepalive is not None and keepalive.active():
+            keepalive.cancel()
+        probing, self._probing = self._probing, None
+        if probing is not None:
+            probing.cancel()
+
+    def _check_alive(self) -> None:
+        """
+        If the stream has been quiet for L{WATCH_KEEPALIVE_INTERVAL}, ask
+        its server's C{/health}; drop the stream (it resumes elsewhere)
+        unless the server answers healthy in time.
+        """
+        self._keepalive = None
+        stream = self._stream
+        if stream is None or self._finished:
+            return
+        quiet = self._clock.seconds() - self._heard
+        if quiet < WATCH_KEEPALIVE_INTERVAL:
+            self._schedule_keepalive(WATCH_KEEPALIVE_INTERVAL - quiet)
+            return
+        server = self._server
+
+        def answered(reply: JSON) -> None:
+            if reply.get("health") != "true":
+                raise Unavailable(f"etcd at {server} is not healthy: {reply}")
+            if self._stream is stream:
+                self._heard = self._clock.seconds()
+                self._schedule_keepalive(WATCH_KEEPALIVE_INTERVAL)
+
+        def silent(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                return  # the stream ended first
+            self._gateway.avoid(server)
+            if self._stream is stream:
+                stream.abort()
+
+        def done(_: None) -> None:
+            self._probing = None
+
+        probing = self._gateway.health(server).addCallback(answered)
+        self._probing = probing.addErrback(silent)
+        self._probing.addCallback(done)
 
     def _stream_ended(self, reason: Failure) -> None:
+        self._cancel_keepalive()
         self._stream = None
         lost, self._stream_lost = self._stream_lost, None
         if lost is not None:
@@ -450,6 +511,7 @@ class _EtcdWatch:
         if self._finished:
             return
         self._finished = True
+        self._cancel_keepalive()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
@@ -467,6 +529,7 @@ class _EtcdWatch:
     # -- messages ---------------------------------------------------------
 
     def _message(self, message: JSON) -> None:
+        self._heard = self._clock.seconds()
         result = message.get("result")
         if not isinstance(result, dict):
             # A gateway error on the stream: drop it and resume.
