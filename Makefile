@@ -6,7 +6,9 @@
 #   make run-etcd the same on a local etcd
 #   make test    lint, then the whole test suite (installs etcd with apt-get if missing)
 #   make lint    ruff + mypy
-#   make bench   benchmarks against raw etcd (minutes; not in make test)
+#   make fuzz    the fuzz tests (tests/fuzz) with FUZZ_EXAMPLES examples each, random
+#   make bench   benchmark suite against raw etcd (~10 minutes; not in make test)
+#   make soak    10 minutes of mixed traffic with an etcd restart, then checks
 #   make clean   build output, caches and .venv; make distclean also stops the
 #                development etcd and removes .dev/
 
@@ -24,7 +26,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv run run-etcd test lint bench clean distclean etcd-installed etcd-dev etcd-stop certs
+.PHONY: venv run run-etcd test lint fuzz bench soak clean distclean etcd-installed etcd-dev etcd-stop certs
 
 venv: $(STAMP)
 
@@ -88,11 +90,38 @@ run-etcd: venv etcd-dev
 test: venv etcd-installed lint
 	$(PY) -m pytest -q
 
-# Benchmarks (not part of make test): watch fan-out against etcd's own, in
-# one run.  BENCH_ARGS="--rounds 1" for a quicker run; --help for more.
-bench: venv etcd-installed
+# Fuzzing (tests/fuzz, also run by make test with FUZZ_EXAMPLES=8,
+# derandomized): here FUZZ_EXAMPLES examples per property and per OpenAPI
+# operation, random; failures are kept in .hypothesis/ and replayed first
+# by the next run.  FUZZ_EXAMPLES=1000 make fuzz for a longer hunt.
+FUZZ_EXAMPLES ?= 200
+
+fuzz: venv etcd-installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(PY) -m pytest -q tests/fuzz
+
+# The benchmark suite (not part of make test): it starts and stops its own
+# etcd and wardleds and measures CRUD, lists and watch fan-out against raw
+# etcd in one run (about 10 minutes); table on stdout, every figure in
+# .dev/bench.json, plots in .dev/bench/ (matplotlib: the bench extra).
+# BENCH_ARGS="--quick" for a shorter run; --help for more.  The watch
+# fan-out alone: $(PY) -m bench.watch_fanout.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
+	touch $@
+
+bench: $(BENCH_STAMP) etcd-installed
 	@mkdir -p $(DEV)
-	$(PY) -m bench.watch_fanout --json $(DEV)/watch_fanout.json $(BENCH_ARGS)
+	$(PY) -m bench.suite --json $(DEV)/bench.json --plots $(DEV)/bench $(BENCH_ARGS)
+
+# Soak (not part of make test): its own etcd and wardled, 10 minutes of
+# creates, updates, deletes, lists and 200 watchers, etcd restarted half-way;
+# PASS/FAIL lines on stdout, every figure in .dev/soak.json.
+# SOAK_ARGS="--duration 300" for a shorter run; --help for more.
+soak: venv etcd-installed
+	@mkdir -p $(DEV)
+	$(PY) -m bench.soak --json $(DEV)/soak.json $(SOAK_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)

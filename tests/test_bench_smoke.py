@@ -1,0 +1,222 @@
+# -*- test-case-name: tests.test_bench_smoke -*-
+"""
+The benchmark suite (C{make bench}, L{bench.suite}) still runs: a C{--smoke}
+run against a real etcd and real wardleds prints its tables, writes JSON
+with every section holding numbers and ratios, and draws its plots (or
+says why not).  The numbers themselves are not checked: tests check
+behaviour, never speed.  Plus the pieces that need no server: parsing
+C{etcdctl check perf}, the target verdicts, the presets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench._suite_load import HTTP1, LoadResult
+from bench._suite_options import parse_suite_options, watch_rate
+from bench._suite_report import SuiteResults
+from bench._suite_servers import StoredTemplate
+from bench._suite_targets import verdicts
+from bench.suite import parse_check_perf
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE_TIMEOUT = 240.0
+OPERATIONS = {"create", "get", "update", "delete"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """
+    Run C{python -m bench.suite --smoke} once; its output, JSON and plots
+    directory.
+    """
+    directory = tmp_path_factory.mktemp("bench")
+    json_path = directory / "suite.json"
+    plots_dir = directory / "plots"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.suite",
+            "--smoke",
+            "--json",
+            str(json_path),
+            "--plots",
+            str(plots_dir),
+        ],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    with open(json_path, encoding="utf-8") as source:
+        document = json.load(source)
+    yield {"stdout": completed.stdout, "document": document, "plots": plots_dir}
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not math.isnan(value)
+
+
+def test_prints_every_table(smoke: dict[str, Any]) -> None:
+    stdout = smoke["stdout"]
+    for title in (
+        "Machine: ",
+        "Client ceiling",
+        "CRUD throughput",
+        "CRUD latency",
+        "Lists",
+        "Watch fan-out, wardled on etcd against etcd's gateway",
+        "Watch fan-out, wardled embedded against etcd",
+        "Cache memory",
+        "Worker processes",
+        "etcdctl check perf",
+        "Targets (issue 8)",
+    ):
+        assert title in stdout, title
+    assert "wardled req/s  etcd gateway req/s  ratio" in stdout
+    assert stdout.count("\n=====") >= 20  # reStructuredText table borders
+
+
+def test_crud_has_every_cell_with_ratios(smoke: dict[str, Any]) -> None:
+    entries = smoke["document"]["crud"]
+    cells = {(e["operation"], e["protocol"], e["concurrency"]) for e in entries}
+    assert cells == {
+        (operation, protocol, concurrency)
+        for operation in OPERATIONS
+        for protocol in ("HTTP/1.1", "HTTP/2")
+        for concurrency in (1, 32)
+    }
+    for entry in entries:
+        assert entry["wardled"]["per_second"]["median"] > 0, entry["operation"]
+        assert entry["etcd"]["per_second"]["median"] > 0
+        assert entry["embedded"]["per_second"]["median"] > 0
+        assert _number(entry["ratio_wardled_etcd"])
+        assert _number(entry["ratio_embedded_etcd"])
+        assert entry["wardled"]["errors"] == 0, entry["wardled"]["rounds"]
+
+
+def test_lists_have_baselines_and_ratios(smoke: dict[str, Any]) -> None:
+    entries = smoke["document"]["list"]
+    assert [entry["items"] for entry in entries] == [10, 100]
+    for entry in entries:
+        assert entry["json_dumps_ms"] > 0
+        assert entry["etcd_range_ms"] > 0
+        for key in ("wardled HTTP/1.1", "wardled HTTP/2", "embedded HTTP/1.1"):
+            assert entry[key]["ms_per_list"]["median"] > 0
+            assert _number(entry[key]["ratio_json_dumps"])
+            assert _number(entry[key]["ratio_etcd_range"])
+
+
+def test_ceiling_memory_watch_and_workers(smoke: dict[str, Any]) -> None:
+    document = smoke["document"]
+    for protocol in ("HTTP/1.1", "HTTP/2"):
+        ceiling = document["client_ceiling"][protocol]
+        assert ceiling["per_second"]["median"] > 0
+        assert ceiling["client_ceiling_per_core"]["median"] > 0
+    assert [m["backend"] for m in document["memory"]] == ["etcd", "embedded"]
+    assert all(m["json_bytes"] > 0 for m in document["memory"])
+    for group in ("versus_etcd", "embedded"):
+        comparisons = document["watch"][group]
+        assert [c["watchers"] for c in comparisons] == [1, 10]
+        for comparison in comparisons:
+            delivered = comparison["summary"]["delivered events/s"]
+            assert delivered["wardled"]["median"] > 0
+            assert _number(delivered["ratio"])
+    one, two = document["workers"]
+    assert one["workers"] == 1
+    assert one["results"]["get"]["per_second"]["median"] > 0
+    assert two["workers"] == 2
+    assert two["results"] or "--workers 2" in two["note"]
+    perf = document["etcdctl_check_perf"]
+    assert perf["writes_per_s"] is None and "skipped" in perf["note"]
+
+
+def test_targets_have_verdicts(smoke: dict[str, Any]) -> None:
+    targets = smoke["document"]["targets"]
+    assert [t["target"] for t in targets] == [
+        "GET throughput",
+        "create vs etcd put",
+        "LIST 10,000",
+        "watch latency",
+        "RSS per watcher",
+        "cache memory",
+    ]
+    assert all(t["met"] in (True, False, None) for t in targets)
+    # Smoke sizes cannot judge the list and watch targets.
+    assert targets[2]["met"] is None and targets[3]["met"] is None
+    assert targets[1]["met"] is not None
+
+
+def test_plots_or_the_reason(smoke: dict[str, Any]) -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "plots skipped: matplotlib not installed" in smoke["stdout"]
+        assert smoke["document"]["plots"] == []
+    else:
+        names = sorted(os.listdir(smoke["plots"]))
+        assert names == ["list-latency.png", "watch-latency.png"]
+        for name in names:
+            with open(smoke["plots"] / name, "rb") as png:
+                assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# -- no servers -------------------------------------------------------------
+
+
+def test_check_perf_throughput_lines() -> None:
+    failed = " 60 / 60  100.00% 1m0s\nFAIL: Throughput too low: 5604 writes/s\nFAIL\n"
+    passed = "PASS: Throughput is 151 writes/s\nPASS: Slowest request took 0.009s\nPASS\n"
+    assert parse_check_perf(failed) == 5604.0
+    assert parse_check_perf(passed) == 151.0
+    assert parse_check_perf("Error: context deadline exceeded") is None
+
+
+def _rate(per_second: float) -> LoadResult:
+    return LoadResult(completed=int(per_second), elapsed=1.0)
+
+
+def test_verdicts_from_figures() -> None:
+    results = SuiteResults()
+    assert [v.met for v in verdicts(results)] == [None] * 6
+    results.crud[("wardled", HTTP1, 32, "get")] = [_rate(6000), _rate(4000), _rate(5500)]
+    results.crud[("wardled", HTTP1, 32, "create")] = [_rate(590)]
+    results.crud[("etcd", HTTP1, 32, "create")] = [_rate(1000)]
+    get, create = verdicts(results)[:2]
+    assert get.met is True and "5,500 req/s" in get.measured
+    assert create.met is False and "59 %" in create.measured
+
+
+def test_presets_and_explicit_flags() -> None:
+    smoke = parse_suite_options(["--smoke"])
+    assert (smoke.rounds, smoke.list_sizes, smoke.check_perf) == (1, [10, 100], False)
+    full = parse_suite_options(["--rounds", "2"])
+    assert (full.rounds, full.list_sizes, full.watchers) == (
+        2,
+        [100, 1000, 10000],
+        [1, 100, 1000],
+    )
+    assert full.check_perf is True and full.workers == [1, 2]
+    assert parse_suite_options(["--smoke", "--rounds", "2"]).rounds == 2
+    assert (watch_rate(1000), watch_rate(100), watch_rate(10)) == (20.0, 200.0, 200.0)
+
+
+def test_stored_template_renames() -> None:
+    template = StoredTemplate(
+        b"/registry/g/g/flunders/warm/bench-000000",
+        b'{"metadata":{"name":"bench-000000","namespace":"warm","uid":"u"}}',
+    )
+    assert template.key_for("list-10", "item-1") == b"/registry/g/g/flunders/list-10/item-1"
+    renamed = json.loads(template.value_for("list-10", "item-1"))["metadata"]
+    assert (renamed["name"], renamed["namespace"]) == ("item-1", "list-10")
+    assert renamed["uid"] != "u"
