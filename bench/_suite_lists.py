@@ -180,7 +180,8 @@ def fill(
 ) -> list[CacheMemory]:
     """
     Put C{sizes} Flunders in a namespace each, on every wardled; measure
-    the memory their cache costs.
+    the memory their cache costs (L{with_json_sizes} adds what their JSON
+    weighs, later).
     """
     total = sum(sizes)
     memories = []
@@ -189,8 +190,7 @@ def fill(
     for size in sizes:
         _wait_cached(servers.wardled, size)
     rss_growth = _settled_rss(servers.wardled.pid) - before
-    json_bytes = sum(_listed_json_bytes(servers.wardled, size) for size in sizes)
-    memories.append(CacheMemory("etcd", total, json_bytes, rss_growth))
+    memories.append(CacheMemory("etcd", total, 0, rss_growth))
     log(f"  etcd backend: {total} Flunders, cache RSS +{rss_growth / 2**20:.1f} MiB")
     embedded = servers.embedded
     if embedded is not None:
@@ -203,16 +203,33 @@ def fill(
         for size in sizes:
             _wait_cached(embedded, size)
         rss_growth = _settled_rss(embedded.pid) - before
-        json_bytes = sum(_listed_json_bytes(embedded, size) for size in sizes)
         created = _merged(results)
         memories.append(
-            CacheMemory("embedded", created.completed, json_bytes, rss_growth, created)
+            CacheMemory("embedded", created.completed, 0, rss_growth, created)
         )
         log(
             f"  embedded: {created.completed} created at "
             f"{created.per_second:.0f}/s, RSS +{rss_growth / 2**20:.1f} MiB"
         )
     return memories
+
+
+def with_json_sizes(
+    servers: SuiteServers, memories: Sequence[CacheMemory], sizes: Sequence[int]
+) -> list[CacheMemory]:
+    """
+    C{memories} with the size of the listed Flunders' JSON filled in (read
+    by listing them: done last, so that the big responses do not leave
+    free heap behind for the memory figures of other sections to reuse).
+    """
+    servers_by_backend = {"etcd": servers.wardled, "embedded": servers.embedded}
+    completed = []
+    for memory in memories:
+        server = servers_by_backend[memory.backend]
+        assert server is not None
+        json_bytes = sum(_listed_json_bytes(server, size) for size in sizes)
+        completed.append(attrs.evolve(memory, json_bytes=json_bytes))
+    return completed
 
 
 def _merged(results: Sequence[LoadResult]) -> LoadResult:

@@ -293,7 +293,9 @@ def run_quietly(
     """
     Run C{attempt(number)} once the machine is quiet; run it again (up to
     C{retries} times) while other processes used more than C{quiet_limit}
-    of a core during it, and keep the quietest attempt.
+    of a core during it, unless the machine never got quiet before it
+    (the load is lasting: another try would meet it too); keep the
+    quietest attempt.
 
     @param busy_share: how much of a core the rest of the machine used
         during an attempt.
@@ -303,15 +305,21 @@ def run_quietly(
     best: T | None = None
     best_share = math.inf
     for number in range(retries + 1):
+        busy_before = 0.0
         if quiet_wait > 0:
-            wait_until_quiet([os.getpid()], quiet_limit, quiet_wait, _QUIET_WINDOW)
+            busy_before = wait_until_quiet(
+                [os.getpid()], quiet_limit, quiet_wait, _QUIET_WINDOW
+            )
         outcome = attempt(number)
         share = busy_share(outcome)
         if share < best_share:
             best, best_share = outcome, share
         if share <= quiet_limit:
             break
-        again = "again" if number < retries else "kept the quietest attempt"
+        lasting = busy_before > quiet_limit
+        again = "again" if number < retries and not lasting else "kept"
         log(f"  others used {100 * share:.0f}% of a core: {again}")
+        if lasting:
+            break
     assert best is not None
     return best

@@ -150,6 +150,9 @@ def _ceiling_per_core(result: LoadResult) -> float:
 
 
 def ceiling_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+    """
+    The client-ceiling table's rows, one per protocol.
+    """
     rows: list[tuple[str, ...]] = []
     for protocol, rounds in results.ceiling.items():
         rows.append(
@@ -168,6 +171,9 @@ def ceiling_rows(results: SuiteResults) -> list[tuple[str, ...]]:
 
 
 def ceiling_json(results: SuiteResults) -> dict[str, object]:
+    """
+    The client ceiling by protocol, every round included.
+    """
     return {
         protocol: {
             **_summary(rounds),
@@ -243,6 +249,9 @@ def _ceiling_cell(results: SuiteResults, operation: str) -> str:
 
 
 def crud_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+    """
+    The CRUD throughput table's rows.
+    """
     rows: list[tuple[str, ...]] = []
     for operation, protocol, concurrency, ours, base, embedded in _crud_cells(results):
         ours_rate = _median(ours, _per_second)
@@ -265,6 +274,9 @@ def crud_rows(results: SuiteResults) -> list[tuple[str, ...]]:
 
 
 def latency_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+    """
+    The CRUD latency and CPU table's rows.
+    """
     rows: list[tuple[str, ...]] = []
     for operation, protocol, concurrency, ours, base, embedded in _crud_cells(results):
         rows.append(
@@ -293,6 +305,9 @@ def _others_cell(results: Sequence[LoadResult]) -> str:
 
 
 def crud_json(results: SuiteResults) -> list[dict[str, object]]:
+    """
+    One entry per operation × protocol × concurrency, with ratios.
+    """
     entries = []
     for operation, protocol, concurrency, ours, base, embedded in _crud_cells(results):
         ours_rate = _median(ours, _per_second)
@@ -334,6 +349,9 @@ def _list_ms(result: LoadResult) -> float:
 
 
 def list_sizes(results: SuiteResults) -> list[int]:
+    """
+    The list sizes measured, ascending.
+    """
     return sorted({key[2] for key in results.lists})
 
 
@@ -352,6 +370,9 @@ LIST_TARGETS = (
 
 
 def list_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+    """
+    The list table's rows: each target per size, then json.dumps.
+    """
     rows: list[tuple[str, ...]] = []
     for size in list_sizes(results):
         etcd_ms = _median(results.lists.get(("etcd", HTTP1, size), []), _list_ms)
@@ -391,6 +412,9 @@ def list_rows(results: SuiteResults) -> list[tuple[str, ...]]:
 
 
 def list_json(results: SuiteResults) -> list[dict[str, object]]:
+    """
+    One entry per size, with baselines and ratios.
+    """
     entries = []
     for size in list_sizes(results):
         etcd_ms = _median(results.lists.get(("etcd", HTTP1, size), []), _list_ms)
@@ -438,6 +462,9 @@ MEMORY_HEADER = ("backend", "objects", "JSON MiB", "RSS growth MiB", "RSS / JSON
 
 
 def memory_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+    """
+    The cache-memory table's rows, one per backend.
+    """
     return [
         (
             memory.backend,
@@ -462,6 +489,9 @@ WORKERS_HEADER = (
 
 
 def workers_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+    """
+    The worker-processes table's rows (a note when skipped).
+    """
     rows: list[tuple[str, ...]] = []
     for run in results.workers:
         if not run.results:
@@ -483,6 +513,9 @@ def workers_rows(results: SuiteResults) -> list[tuple[str, ...]]:
 
 
 def workers_json(results: SuiteResults) -> list[dict[str, object]]:
+    """
+    One entry per worker count.
+    """
     return [
         {
             "workers": run.workers,
