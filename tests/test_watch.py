@@ -114,7 +114,10 @@ class RawResponse:
 
     @property
     def body(self) -> bytes:
-        return dechunk(self._parts()[2])[0]
+        _, headers, rest = self._parts()
+        if "content-length" in headers:  # a whole (error) response, not a stream
+            return rest[: int(headers["content-length"])]
+        return dechunk(rest)[0]
 
     @property
     def chunks(self) -> list[bytes]:

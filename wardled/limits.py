@@ -47,7 +47,7 @@ from twisted.web.resource import IResource
 
 from wardled import apierrors
 from wardled.api import respond
-from wardled.api.requestinfo import RequestInfo, parse_request_info
+from wardled.api.requestinfo import RequestInfo
 from wardled.auth.user import MASTERS, UserInfo
 
 DEFAULT_MAX_REQUESTS_INFLIGHT = 400
@@ -315,18 +315,6 @@ def is_mutating(info: RequestInfo) -> bool:
     return info.verb not in READONLY_VERBS
 
 
-def request_info_of(request: IRequest) -> RequestInfo:
-    """
-    The request's L{RequestInfo}, parsed from its method, path and query.
-    """
-    watch = (respond.query_arg(request, "watch") or "").lower() in ("true", "1")
-    return parse_request_info(
-        request.method.decode("ascii", "replace"),
-        request.path.decode("utf-8", "replace"),
-        watch,
-    )
-
-
 def _is_done(request: IRequest) -> bool:
     """
     Whether C{request}'s response is finished or its client has gone.
@@ -559,12 +547,12 @@ class RequestLimits:
             settings.max_requests_inflight, settings.max_mutating_requests_inflight
         )
 
-    def start(self, request: IRequest) -> None:
+    def start(self, request: IRequest, info: RequestInfo) -> None:
         """
-        Start C{request}'s timeout unless it is long-running; a bad
-        C{timeout} parameter is kept for L{check}.
+        Start C{request}'s timeout unless it is long-running (C{info} says
+        whether); a bad C{timeout} parameter is kept for L{check}.
         """
-        if is_long_running(request_info_of(request)):
+        if is_long_running(info):
             return
         try:
             requested = requested_timeout(request)

@@ -20,6 +20,7 @@ from twisted.web.server import Site
 
 from wardled.admission import NAMESPACE_LIFECYCLE, IAdmissionPlugin
 from wardled.api.app import WardleAPI
+from wardled.api.dispatch import Routes
 from wardled.api.filters import Authenticator, FilteredResource, IRequestObserver
 from wardled.api.health import (
     HealthCheck,
@@ -153,7 +154,7 @@ def build_api(
     )
     api = WardleAPI(registry.stores, health, metrics.exposition)
     filtered = FilteredResource(
-        api.app.resource(),
+        Routes(api),
         authenticator or make_authenticator(),
         authorizer,
         (metrics.requests, *observers),

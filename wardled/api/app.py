@@ -16,6 +16,7 @@ from typing import Any
 
 from klein import Klein
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
@@ -121,12 +122,28 @@ class WardleAPI:
         )
         return respond.write(request, body, output, code)
 
-    @app.handle_errors(apierrors.StatusError)
-    def status_error(self, request: IRequest, failure: Any) -> bytes:
-        return respond.write_status(request, failure.value)
+    @app.handle_errors(Exception)
+    def handle_error(self, request: IRequest, failure: Failure) -> bytes:
+        return self.failure_body(request, failure)
 
-    @app.handle_errors(Unavailable)
-    def storage_unavailable(self, request: IRequest, failure: Any) -> bytes:
+    def failure_body(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        The response to a route that failed (Klein's or
+        L{wardled.api.dispatch}'s): its Status error, or the Status that
+        stands for the kind of failure.
+        """
+        error = failure.value
+        if isinstance(error, apierrors.StatusError):
+            return respond.write_status(request, error)
+        if isinstance(error, Unavailable):
+            return self._storage_unavailable(request, error)
+        if isinstance(error, HTTPException):
+            return self._routing_error(request, error)
+        if isinstance(error, RecursionError):
+            return self._nested_too_deeply(request)
+        return self._internal_error(request, failure)
+
+    def _storage_unavailable(self, request: IRequest, error: Unavailable) -> bytes:
         """
         Storage could not be reached (etcd down, hung or without quorum)
         wherever the handler met it (a consistent read's revision probe,
@@ -134,21 +151,20 @@ class WardleAPI:
         """
         self.log.warn(  # noqa: G010 - twisted.logger has no warning()
             "{method} {path}: storage unavailable: {error}",
-            method=request.method, path=request.path, error=failure.value,
+            method=request.method, path=request.path, error=error,
         )
         return respond.write_status(
-            request, apierrors.service_unavailable(f"storage is unavailable: {failure.value}")
+            request, apierrors.service_unavailable(f"storage is unavailable: {error}")
         )
 
-    @app.handle_errors(HTTPException)
-    def routing_error(self, request: IRequest, failure: Any) -> bytes:
+    def _routing_error(self, request: IRequest, error: HTTPException) -> bytes:
         """
         The route map refused the request: a method no route takes
         (C{TRACE}, C{PROPFIND}, C{OPTIONS /}) is the 405 Status the resource
         routes answer, a path no pattern matches (a newline in it) a 404
         Status; not a 500.
         """
-        if failure.value.code != 405:
+        if error.code != 405:
             return respond.write_status(request, apierrors.server_not_found())
         return respond.write_status(
             request,
@@ -160,8 +176,7 @@ class WardleAPI:
             ),
         )
 
-    @app.handle_errors(RecursionError)
-    def nested_too_deeply(self, request: IRequest, failure: Any) -> bytes:
+    def _nested_too_deeply(self, request: IRequest) -> bytes:
         """
         A request value nested deeper than Python's recursion limit lets the
         handlers walk (copying, merging, encoding): the client's doing, so a
@@ -172,8 +187,7 @@ class WardleAPI:
             request, apierrors.bad_request("the request is nested too deeply: exceeded max depth")
         )
 
-    @app.handle_errors(Exception)
-    def internal_error(self, request: IRequest, failure: Any) -> bytes:
+    def _internal_error(self, request: IRequest, failure: Failure) -> bytes:
         """
         A bug: log it, answer with a 500 Status, keep serving.
         """
@@ -257,9 +271,17 @@ class WardleAPI:
         return self.metrics()
 
     @app.route(f"/apis/{GROUP}/<version>/<path:rest>", methods=ALL_METHODS)
-    async def resource(self, request: IRequest, version: str, rest: str) -> bytes:
+    async def resource_route(self, request: IRequest, version: str, rest: str) -> bytes:
+        return await self.resource(request)
+
+    async def resource(self, request: IRequest) -> bytes:
+        """
+        Serve a resource request with the handler of its verb (the route
+        above, or straight from L{wardled.api.dispatch}).
+        """
         context = request_context(request)
         info = context.info
+        version = info.api_version
         resource = resource_for(version, info.resource)
         if resource is None or info.subresource or (info.namespace and not resource.namespaced):
             raise apierrors.server_not_found()

@@ -211,9 +211,10 @@ class FilteredResource(Resource):
             request.notifyFinish().addBoth(  # type: ignore[attr-defined]
                 self._finished, record
             )
+        info = _request_info(request)
         if self.limits is not None:
-            self.limits.start(request)
-        admitted = ensureDeferred(self._admit(request, record))
+            self.limits.start(request, info)
+        admitted = ensureDeferred(self._admit(request, info, record))
         outcome: list[object] = []
         admitted.addBoth(outcome.append)
         if outcome:
@@ -272,7 +273,9 @@ class FilteredResource(Resource):
             return self.routes.render(request)
         return self.limits.render(request, self.routes)
 
-    async def _admit(self, request: IRequest, record: RequestRecord | None) -> None:
+    async def _admit(
+        self, request: IRequest, info: RequestInfo, record: RequestRecord | None
+    ) -> None:
         if self.limits is not None:
             self.limits.check(request)
         if _body_size(request) > apierrors.MAX_BODY_BYTES:
@@ -282,7 +285,6 @@ class FilteredResource(Resource):
         if record is not None:
             record.user = user
         acting = await impersonate(request, user, self._authorize)
-        info = _request_info(request)
         if record is not None:
             record.info = info
             if acting is not user:
