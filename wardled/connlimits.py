@@ -127,6 +127,7 @@ class GuardedHTTPChannel(HTTPChannel):
         self._head_bytes = 0
         self._body_bytes = 0
         self._refused = False
+        self._addresses: dict[str, Any] = {}
 
     @property
     def clock(self) -> IReactorTime:
@@ -266,6 +267,21 @@ class GuardedHTTPChannel(HTTPChannel):
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.stop_guard()
         super().connectionLost(reason)
+
+    # Every request asks its channel for both addresses; a connection's do
+    # not change, so ask the socket once, not twice per request.
+
+    def getHost(self) -> Any:
+        host = self._addresses.get("host")
+        if host is None:
+            host = self._addresses["host"] = super().getHost()
+        return host
+
+    def getPeer(self) -> Any:
+        peer = self._addresses.get("peer")
+        if peer is None:
+            peer = self._addresses["peer"] = super().getPeer()
+        return peer
 
 
 class HTTP2IdleGuard:

@@ -573,7 +573,7 @@ class RequestLimits:
         if isinstance(found, apierrors.StatusError):
             raise found
         body = _small_body(request)
-        if body is not None and nesting_exceeds(body):
+        if body and nesting_exceeds(body):
             raise body_too_deep()
 
     def admit(self, request: IRequest, info: RequestInfo, user: UserInfo) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import attrs
 from zope.interface import implementer
@@ -43,7 +44,7 @@ from wardled.auth.interfaces import (
 )
 from wardled.auth.requestheader import RequestHeaderAuthenticator, strip_headers
 from wardled.auth.user import ANONYMOUS_USER, UserInfo, with_authenticated_group
-from wardled.tls import peer_certificates
+from wardled.tls import PeerCertificates, peer_certificates
 
 Authenticator = Callable[[Any], Awaitable[UserInfo]]
 
@@ -58,6 +59,9 @@ class X509Authenticator:
     """
 
     client_auth: ClientAuth
+    _users: WeakKeyDictionary[PeerCertificates, UserInfo] = attrs.field(
+        factory=WeakKeyDictionary, init=False, eq=False, repr=False
+    )
 
     async def authenticate(self, request: Any) -> UserInfo | None:
         peer = peer_certificates(request)
@@ -69,8 +73,12 @@ class X509Authenticator:
             )
         if peer.common_name == "":
             return None
-        user, groups = peer.identity
-        return UserInfo(user, groups)
+        known = self._users.get(peer)
+        if known is None:
+            # Once per connection: its requests share one user value.
+            user, groups = peer.identity
+            known = self._users[peer] = with_authenticated_group(UserInfo(user, groups))
+        return known
 
 
 def bearer_token(request: Any) -> str | None:

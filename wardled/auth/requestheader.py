@@ -101,14 +101,20 @@ def strip_headers(request: Any, names: Sequence[str], prefixes: Sequence[str]) -
     """
     Remove the front-proxy headers C{names} and every header starting with
     one of C{prefixes} from C{request}.
+
+    Every request goes through this, so it reads the header names once and
+    removes only what is there.
     """
     headers = request.requestHeaders
-    for name in names:
-        headers.removeHeader(name.encode("latin-1"))
-    lowered = [prefix.lower() for prefix in prefixes]
-    for name, _ in _header_items(request):
-        if any(name.lower().startswith(prefix) for prefix in lowered):
-            headers.removeHeader(name.encode("latin-1"))
+    exact = {name.lower().encode("latin-1") for name in names}
+    starts = tuple(prefix.lower().encode("latin-1") for prefix in prefixes)
+    doomed = [
+        name
+        for name, _ in headers.getAllRawHeaders()
+        if (lowered := name.lower()) in exact or lowered.startswith(starts)
+    ]
+    for name in doomed:
+        headers.removeHeader(name)
 
 
 @implementer(IRequestAuthenticator)
