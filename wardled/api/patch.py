@@ -14,7 +14,6 @@ client's precondition and the conflict is answered with 409.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -28,6 +27,7 @@ from wardled.api.scope import Scope
 from wardled.api.update import check_name, record_update
 from wardled.api.writeoptions import WriteOptions, decode_versioned, parse_write_options
 from wardled.apis import field
+from wardled.apis.jsoncopy import deep_copy
 from wardled.registry.fieldmanager import FieldManager
 
 JSON_PATCH = "application/json-patch+json"
@@ -46,8 +46,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
     replaces.
     """
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return deep_copy(patch)
+    result = deep_copy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)

@@ -11,11 +11,11 @@ Fischer's internal form is its v1alpha1 form.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from wardled.apis import field
 from wardled.apis.field import FieldError
+from wardled.apis.jsoncopy import deep_copy
 from wardled.apis.meta import OBJECT_META
 from wardled.apis.schema import Field, List, String, Struct
 from wardled.apis.scheme import ResourceType, Version
@@ -143,7 +143,7 @@ def _with_spec(obj: Object, spec: Object) -> Object:
     """
     A copy of C{obj} with C{spec} replaced, keeping the key order.
     """
-    converted = {key: copy.deepcopy(value) for key, value in obj.items() if key != "spec"}
+    converted = {key: deep_copy(value) for key, value in obj.items() if key != "spec"}
     result = {"metadata": converted.pop("metadata", {}), "spec": spec}
     result.update(converted)
     result.setdefault("status", {})
@@ -191,7 +191,7 @@ def identity(obj: Object) -> Object:
     """
     Conversion between versions with the same shape.
     """
-    return copy.deepcopy(obj)
+    return deep_copy(obj)
 
 
 # Validation --------------------------------------------------------------

@@ -17,7 +17,6 @@ objects are converted to that version before comparing.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from typing import Any
 import attrs
 
 from wardled import apierrors
+from wardled.apis.jsoncopy import deep_copy
 from wardled.apis.schema import DecodeContext
 from wardled.apis.scheme import ResourceType
 from wardled.registry import fieldpaths
@@ -229,7 +229,7 @@ class FieldManager:
         @param version: the request's version (C{v1beta1}).
         @return: a copy of C{new} with C{metadata.managedFields} set.
         """
-        new = copy.deepcopy(new)
+        new = deep_copy(new)
         metadata = new.setdefault("metadata", {})
         managers = decode_managed_fields(metadata.get("managedFields"))
         if not managers and live is not None:
@@ -303,7 +303,7 @@ class FieldManager:
             and comparison.is_empty()
             and _without_times(managers) == _without_times(before)
         ):
-            encoded = copy.deepcopy(live_entries) if live_entries else []
+            encoded = deep_copy(live_entries) if live_entries else []
         else:
             encoded = encode_managed_fields(managers)
         if encoded:

@@ -21,13 +21,13 @@ in on every object, so owning them would only produce noise.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from wardled.apis.jsoncopy import deep_copy
 from wardled.apis.schema import Map, Schema, Struct
 
 Path = tuple[str, ...]
@@ -225,15 +225,15 @@ def merge(schema: Schema, live: Any, config: Any) -> Any:
     replaced by the configuration.
     """
     if isinstance(schema, (Struct, Map)) and isinstance(live, dict) and isinstance(config, dict):
-        merged = copy.deepcopy(live)
+        merged = deep_copy(live)
         for key, value in config.items():
             child = _child_schema(schema, key)
             if key in merged and child is not None:
                 merged[key] = merge(child, merged[key], value)
             else:
-                merged[key] = copy.deepcopy(value)
+                merged[key] = deep_copy(value)
         return merged
-    return copy.deepcopy(config)
+    return deep_copy(config)
 
 
 def _child_schema(schema: Schema, key: str) -> Schema | None:
