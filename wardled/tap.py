@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import socket
 import ssl
 import sys
@@ -52,7 +51,7 @@ from wardled.config import (
 )
 from wardled.kube.clusters import Clusters, resolve_clusters
 from wardled.kube.kubeconfig import KubeconfigError
-from wardled.limits import parse_limit
+from wardled.limits import parse_go_duration, parse_limit
 from wardled.workers import (
     SOCKET_ACTIVATION_ERROR,
     TwistdCommand,
@@ -95,8 +94,6 @@ _LIST_FLAGS: dict[str, tuple[str, ...]] = {
     "authorization-always-allow-paths": DEFAULT_ALWAYS_ALLOW_PATHS,
 }
 
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
 
 
 def fail(message: str) -> SystemExit:
@@ -112,20 +109,16 @@ def _split_list(value: str) -> list[str]:
 
 def parse_duration(flag: str, value: str) -> float:
     """
-    Parse a Go duration (C{10s}, C{1m30s}, C{500ms}, C{0}) into seconds.
+    Parse a Go duration (C{10s}, C{1m30s}, C{500ms}, C{0}) into seconds,
+    as Go's flag package does (L{parse_go_duration}), refusing negatives.
 
     @raise usage.UsageError: not a duration, or negative.
     """
-    text = value.strip()
-    if text == "0":
-        return 0.0
-    position, seconds = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text) or not text:
+    try:
+        seconds = parse_go_duration(value.strip())
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
         raise usage.UsageError(
             f"invalid --{flag} {value!r}: want a duration such as 10s, 1m30s or 500ms"
         )

@@ -27,7 +27,6 @@ good policy when the new text is broken.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,9 +37,9 @@ from zope.interface import Interface, implementer
 
 from wardled.api.requestinfo import RequestInfo
 from wardled.auth.user import UserInfo
+from wardled.reload import file_signature
 
 WILDCARD = "*"
-POLL_INTERVAL = 2.0
 
 _LIST_KEYS = (
     "users",
@@ -235,16 +234,11 @@ def load_policy(path: str) -> Policy:
         raise PolicyError(f"{path}: {error}") from None
 
 
-def _signature(path: str) -> tuple[int, int, int]:
-    status = os.stat(path)
-    return (status.st_mtime_ns, status.st_size, status.st_ino)
-
-
 @implementer(IPolicy)
 class PolicyFile:
     """
     The policy in a file, re-read when the file changes (L{check}, run
-    every L{POLL_INTERVAL} seconds and on SIGHUP by
+    every L{wardled.reload.POLL_INTERVAL} seconds and on SIGHUP by
     L{wardled.reload.ReloadService}).
 
     @ivar policy: the last policy that parsed.
@@ -264,10 +258,7 @@ class PolicyFile:
 
         @raise PolicyError: it is unreadable or malformed.
         """
-        try:
-            signature: object = _signature(path)
-        except OSError as error:
-            raise PolicyError(f"cannot read {path}: {error.strerror or error}") from None
+        signature = file_signature((path,))
         return cls(path, load_policy(path), signature)
 
     def allows(self, user: UserInfo, info: RequestInfo) -> bool:
@@ -275,22 +266,11 @@ class PolicyFile:
 
     def check(self) -> None:
         """
-        Re-read the file if its modification time, size or inode changed;
-        keep the current policy (and log why) if it no longer parses.
+        Re-read the file if its modification time, size or inode changed
+        (or it appeared or went); keep the current policy, and log why
+        once, if it can no longer be read or parsed.
         """
-        try:
-            signature: object = _signature(self.path)
-        except OSError as error:
-            signature = ("missing", error.errno)
-            if signature != self._signature:
-                self._signature = signature
-                self.log.error(
-                    "cannot read authorization policy {path}: {reason}; "
-                    "keeping the last good policy",
-                    path=self.path,
-                    reason=error.strerror or str(error),
-                )
-            return
+        signature = file_signature((self.path,))
         if signature == self._signature:
             return
         self._signature = signature
