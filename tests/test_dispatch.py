@@ -205,6 +205,7 @@ class RoutesTests(SynchronousTestCase):
         self.routes.api.resource = slow  # type: ignore[method-assign]
         request = _request(b"GET", FLUNDERS.encode())
         self.assertEqual(self.routes.render(request), NOT_DONE_YET)
+        request._disconnected = True  # as Request.connectionLost marks it
         request.processingFailed(Failure(ConnectionDone("gone")))
         self.assertEqual(cancelled, [True])
         self.assertEqual(request.written, [])

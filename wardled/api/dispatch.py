@@ -48,6 +48,13 @@ def is_plain_resource_request(request: IRequest) -> bool:
     return request.method in _METHODS and _PLAIN_RESOURCE_PATH.fullmatch(request.path) is not None
 
 
+def _ended(request: IRequest) -> bool:
+    """
+    Whether C{request}'s response is finished or its client has gone.
+    """
+    return bool(getattr(request, "finished", False) or getattr(request, "_disconnected", False))
+
+
 class Routes(Resource):
     """
     The routes of one server: L{WardleAPI.resource} for plain resource
@@ -65,21 +72,23 @@ class Routes(Resource):
     def render(self, request: IRequest) -> Any:
         if not is_plain_resource_request(request):
             return self.klein.render(request)
-        # Noted before the handler runs: a handler that streams (a watch)
-        # ends on the same disconnection, and must then not be answered.
-        gone: list[Failure] = []
-        request.notifyFinish().addErrback(gone.append)  # type: ignore[attr-defined]
         serving = ensureDeferred(self.api.resource(request))
         outcome: list[object] = []
         serving.addBoth(outcome.append)
         if outcome:
-            if gone or getattr(request, "finished", False):
+            if _ended(request):
                 return NOT_DONE_YET
             # Twisted writes the bytes returned, with a Content-Length.
             return self._body(request, outcome[0])
         # The handler waits (storage, a watch): answer when it is done,
         # unless the client has gone or the deadline has passed by then.
-        request.notifyFinish().addErrback(lambda _: serving.cancel())  # type: ignore[attr-defined]
+        gone: list[Failure] = []
+
+        def cancel(failure: Failure) -> None:
+            gone.append(failure)
+            serving.cancel()
+
+        request.notifyFinish().addErrback(cancel)  # type: ignore[attr-defined]
         serving.addCallback(lambda _: self._write_later(request, outcome[0], gone))
         serving.addErrback(self._log_failure)
         return NOT_DONE_YET
@@ -91,15 +100,17 @@ class Routes(Resource):
         return outcome
 
     def _write_later(self, request: IRequest, outcome: object, gone: list[Failure]) -> None:
-        if gone:
+        if gone or _ended(request):
+            # The client left (a streaming handler may end on that very
+            # disconnection, before L{render} hears of it) or the deadline
+            # passed (it answers itself).
             if isinstance(outcome, Failure) and not outcome.check(CancelledError):
                 self.log.failure("serving {path} failed after the client left", outcome, path=request.path)
             return
         body = self._body(request, outcome)
         if body:
             request.write(body)
-        if not getattr(request, "finished", False):
-            request.finish()
+        request.finish()
 
     def _log_failure(self, failure: Failure) -> None:
         self.log.failure("writing a response failed", failure)
