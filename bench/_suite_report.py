@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
+from bench._hello import HELLO_PATH
 from bench._report import Spread, comparison_rows, rst_table
 from bench._suite_crud import OPERATIONS
 from bench._suite_lists import CacheMemory
@@ -67,9 +68,16 @@ class WorkersRun:
 class SuiteResults:
     """
     Everything measured, round by round.
+
+    @ivar ceiling: wardled's C{GET /healthz} at 32 clients, by protocol.
+    @ivar bare_klein: the bare Klein TLS hello-world's C{GET /hello} at 32
+        clients, by protocol.
+    @ivar bare_klein_body_bytes: the size of its response body.
     """
 
     ceiling: dict[str, list[LoadResult]] = attrs.Factory(dict)
+    bare_klein: dict[str, list[LoadResult]] = attrs.Factory(dict)
+    bare_klein_body_bytes: int = 0
     crud: dict[CrudKey, list[LoadResult]] = attrs.Factory(dict)
     lists: dict[ListKey, list[LoadResult]] = attrs.Factory(dict)
     dumps: dict[int, list[float]] = attrs.Factory(dict)
@@ -126,14 +134,19 @@ def _summary(results: Sequence[LoadResult]) -> dict[str, object]:
     }
 
 
-# -- client ceiling ---------------------------------------------------------
+# -- baselines: client ceiling and bare Klein TLS --------------------------
 
 
-CEILING_HEADER = (
+BASELINE_CLIENTS = 32
+HEALTHZ = "wardled /healthz"
+BARE_KLEIN = f"bare Klein TLS {HELLO_PATH}"
+
+BASELINE_HEADER = (
     "protocol",
-    "endpoint",
+    "server",
     "clients",
     "req/s",
+    "server CPU/req (µs)",
     "client CPU/req (µs)",
     "client ceiling (req/s/core)",
     "client CPU (% core)",
@@ -149,38 +162,124 @@ def _ceiling_per_core(result: LoadResult) -> float:
     return result.completed / result.client_cpu if result.client_cpu > 0 else math.nan
 
 
-def ceiling_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+def _baselines(results: SuiteResults) -> Iterable[tuple[str, str, list[LoadResult]]]:
     """
-    The client-ceiling table's rows, one per protocol.
+    C{(protocol, server, rounds)} of every baseline measured, by protocol.
     """
-    rows: list[tuple[str, ...]] = []
-    for protocol, rounds in results.ceiling.items():
-        rows.append(
-            (
-                protocol,
-                "wardled /healthz",
-                "32",
-                _spread(rounds, _per_second).cell(0),
-                _spread(rounds, _client_us).cell(0),
-                _spread(rounds, _ceiling_per_core).cell(0),
-                _spread(rounds, lambda r: 100 * r.client_share).cell(0),
-                _others_cell(rounds),
-            )
+    for protocol in (HTTP1, HTTP2):
+        for name, by_protocol in (
+            (HEALTHZ, results.ceiling),
+            (BARE_KLEIN, results.bare_klein),
+        ):
+            rounds = by_protocol.get(protocol)
+            if rounds:
+                yield protocol, name, rounds
+
+
+def baseline_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+    """
+    The baselines table's rows: wardled's C{/healthz} (the client's
+    ceiling) and the bare Klein TLS hello-world, per protocol.
+    """
+    return [
+        (
+            protocol,
+            name,
+            str(BASELINE_CLIENTS),
+            _spread(rounds, _per_second).cell(0),
+            _spread(rounds, lambda r: r.server_cpu_us).cell(0),
+            _spread(rounds, _client_us).cell(0),
+            _spread(rounds, _ceiling_per_core).cell(0),
+            _spread(rounds, lambda r: 100 * r.client_share).cell(0),
+            _others_cell(rounds),
         )
-    return rows
+        for protocol, name, rounds in _baselines(results)
+    ]
+
+
+def _baseline_json(rounds: Sequence[LoadResult]) -> dict[str, object]:
+    return {
+        **_summary(rounds),
+        "client_cpu_per_request_us": _spread(rounds, _client_us).as_json(1),
+        "client_ceiling_per_core": _spread(rounds, _ceiling_per_core).as_json(0),
+    }
 
 
 def ceiling_json(results: SuiteResults) -> dict[str, object]:
     """
-    The client ceiling by protocol, every round included.
+    The client ceiling (wardled's C{/healthz}) by protocol, every round
+    included.
     """
     return {
-        protocol: {
-            **_summary(rounds),
-            "client_cpu_per_request_us": _spread(rounds, _client_us).as_json(1),
-            "client_ceiling_per_core": _spread(rounds, _ceiling_per_core).as_json(0),
-        }
-        for protocol, rounds in results.ceiling.items()
+        protocol: _baseline_json(rounds) for protocol, rounds in results.ceiling.items()
+    }
+
+
+def median_rate(results: Sequence[LoadResult]) -> float:
+    """
+    The median requests/s of the rounds that completed any (NaN: none).
+    """
+    return _spread([r for r in results if r.completed], _per_second).median
+
+
+@attrs.frozen
+class GetShare:
+    """
+    wardled's best GET over HTTP/1.1 beside the bare Klein TLS hello-world
+    at 32 clients in the same run.
+
+    @ivar wardled: wardled's median GET req/s at C{concurrency} clients.
+    @ivar concurrency: the concurrency of wardled's best median.
+    @ivar bare_klein: the hello-world's median req/s (NaN: not measured).
+    """
+
+    wardled: float
+    concurrency: int
+    bare_klein: float
+
+    @property
+    def share(self) -> float:
+        """
+        C{wardled / bare_klein} (NaN when either is unknown).
+        """
+        return ratio(self.wardled, self.bare_klein)
+
+
+def get_share(results: SuiteResults) -> GetShare:
+    """
+    wardled's best median GET req/s over HTTP/1.1 (any concurrency) and the
+    bare Klein TLS hello-world's over HTTP/1.1.
+    """
+    wardled, concurrency = max(
+        (
+            (median_rate(rounds), key[2])
+            for key, rounds in results.crud.items()
+            if key[0] == "wardled" and key[1] == HTTP1 and key[3] == "get"
+        ),
+        key=lambda pair: -math.inf if math.isnan(pair[0]) else pair[0],
+        default=(math.nan, 0),
+    )
+    bare_klein = median_rate(results.bare_klein.get(HTTP1, []))
+    return GetShare(wardled, concurrency, bare_klein)
+
+
+def bare_klein_json(results: SuiteResults) -> dict[str, object]:
+    """
+    The bare Klein TLS hello-world by protocol, every round included, and
+    wardled's GET as a share of it.
+    """
+    share = get_share(results)
+    return {
+        "path": HELLO_PATH,
+        "body_bytes": results.bare_klein_body_bytes,
+        "clients": BASELINE_CLIENTS,
+        "protocols": {
+            protocol: _baseline_json(rounds)
+            for protocol, rounds in results.bare_klein.items()
+        },
+        "wardled_get_per_second": _json_number(share.wardled, 1),
+        "wardled_get_clients": share.concurrency or None,
+        "wardled_get_share": _json_number(share.share),
     }
 
 

@@ -2,7 +2,8 @@
 """
 The servers the benchmark suite measures, started once for the whole run:
 one etcd, a test PKI, wardled on that etcd and wardled on its embedded
-store, plus short-lived extra wardleds (C{--workers N}).
+store, plus short-lived extra wardleds (C{--workers N}) and the bare Klein
+TLS hello-world (L{bench._hello}) for the baselines.
 
 Everything listens on 127.0.0.1 only and is stopped, and its files
 removed, when the context manager exits, whatever happened.  The etcd and
@@ -13,10 +14,14 @@ L{tests.harness}): the suite measures what the tests run.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -24,6 +29,7 @@ from typing import Any
 
 import attrs
 
+from bench._hello import CONTENT_TYPE, HELLO_PATH
 from bench._http import Endpoint, TlsFiles
 from bench._proc import pid_running
 from bench._targets import etcd_call, flunder, flunders_path, prefix_end
@@ -32,6 +38,10 @@ from tests.harness import ADMIN, TestPKI, WardledProcess
 
 WARMUP_NAMESPACE = "bench-warmup"
 ETCD_TXN_OPS = 128  # etcd's default --max-txn-ops
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HELLO_START_TIMEOUT = 30.0
+HELLO_STOP_TIMEOUT = 10.0
+_POLL_INTERVAL = 0.05
 
 
 def _b64(data: bytes) -> str:
@@ -236,3 +246,135 @@ def process_tree(pid: int) -> tuple[int, ...]:
     for candidate in tree:
         tree.extend(child for child, parent in parents.items() if parent == candidate)
     return tuple(tree)
+
+
+@attrs.frozen
+class HelloServer:
+    """
+    A running L{bench._hello} process.
+
+    @ivar process: the process.
+    @ivar port: the port it listens on (127.0.0.1).
+    @ivar body_bytes: the size of its C{GET /hello} body.
+    """
+
+    process: subprocess.Popen[bytes]
+    port: int
+    body_bytes: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+def _hello_output(log_path: str) -> str:
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            return log.read()[-4000:]
+    except OSError:
+        return ""
+
+
+def _wait_for_port(
+    process: subprocess.Popen[bytes], port_file: str, log_path: str
+) -> int:
+    """
+    The port the hello-world wrote to C{port_file} once listening.
+
+    @raise RuntimeError: it exited or did not listen in time.
+    """
+    deadline = time.monotonic() + HELLO_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"bench._hello exited with {process.returncode}; output:\n"
+                + _hello_output(log_path)
+            )
+        try:
+            with open(port_file, encoding="ascii") as source:
+                return int(source.read())
+        except (OSError, ValueError):
+            time.sleep(_POLL_INTERVAL)
+    raise RuntimeError(
+        f"bench._hello not listening after {HELLO_START_TIMEOUT:g}s; output:\n"
+        + _hello_output(log_path)
+    )
+
+
+def check_hello(port: int, tls: TlsFiles) -> int:
+    """
+    One C{GET /hello} with the client certificate of C{tls}; the size of
+    its JSON body.
+
+    @raise RuntimeError: not a 200 with a JSON body.
+    """
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", port, context=tls.context(), timeout=10.0
+    )
+    try:
+        connection.request("GET", HELLO_PATH)
+        response = connection.getresponse()
+        body = response.read()
+        content_type = response.getheader("content-type", "")
+    finally:
+        connection.close()
+    if response.status != 200 or content_type != CONTENT_TYPE.decode():
+        raise RuntimeError(
+            f"GET {HELLO_PATH}: HTTP {response.status} {content_type} {body[:200]!r}"
+        )
+    json.loads(body)
+    return len(body)
+
+
+def _stop_hello(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(HELLO_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running_hello(pki: TestPKI, tls: TlsFiles, work_dir: str) -> Iterator[HelloServer]:
+    """
+    Run the bare Klein TLS hello-world (L{bench._hello}) with C{pki}'s
+    serving pair and client CA on a free port of 127.0.0.1, checked with
+    one request presenting C{tls}; stop it on exit.
+    """
+    directory = tempfile.mkdtemp(prefix="hello-", dir=work_dir)
+    port_file = os.path.join(directory, "port")
+    log_path = os.path.join(directory, "hello.log")
+    command = [
+        sys.executable,
+        "-m",
+        "bench._hello",
+        "--cert",
+        pki.server_cert_file,
+        "--key",
+        pki.server_key_file,
+        "--client-ca",
+        pki.ca_file,
+        "--port-file",
+        port_file,
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPOSITORY,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        port = _wait_for_port(process, port_file, log_path)
+        yield HelloServer(process, port, check_hello(port, tls))
+    finally:
+        _stop_hello(process)
+        shutil.rmtree(directory, ignore_errors=True)

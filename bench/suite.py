@@ -7,7 +7,10 @@ It starts etcd, a PKI, wardled on that etcd and wardled on its embedded
 store (and stops them all at the end), then measures, each as the median
 (min–max) of C{--rounds} rounds:
 
-  - the client's own ceiling (C{GET /healthz} over HTTP/1.1 and HTTP/2);
+  - baselines at 32 clients over HTTP/1.1 and HTTP/2: the client's own
+    ceiling (wardled's C{GET /healthz}) and a bare Klein TLS hello-world
+    (L{bench._hello}, C{GET /hello}, client certificates), the floor for
+    wardled's GET;
   - create, get, update and delete over HTTP/1.1 and HTTP/2 at 1 and 32
     concurrent clients (TLS with a client certificate), beside the same
     write or read straight on etcd's JSON gateway and C{etcdctl check
@@ -43,13 +46,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+import attrs
 
 if not __package__:  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import plots
+from bench._hello import HELLO_PATH
+from bench._http import Endpoint
 from bench._proc import machine_description, raise_open_files_limit
 from bench._report import Comparison, rst_table
 from bench._suite_crud import (
@@ -79,8 +86,11 @@ from bench._suite_load import (
 )
 from bench._suite_options import parse_suite_options
 from bench._suite_report import (
-    CEILING_HEADER,
+    BARE_KLEIN,
+    BASELINE_CLIENTS,
+    BASELINE_HEADER,
     CRUD_HEADER,
+    HEALTHZ,
     LATENCY_HEADER,
     LIST_HEADER,
     MEMORY_HEADER,
@@ -88,8 +98,9 @@ from bench._suite_report import (
     CheckPerf,
     SuiteResults,
     WorkersRun,
+    bare_klein_json,
+    baseline_rows,
     ceiling_json,
-    ceiling_rows,
     crud_json,
     crud_rows,
     latency_rows,
@@ -101,8 +112,11 @@ from bench._suite_report import (
     workers_rows,
 )
 from bench._suite_servers import (
+    HelloServer,
     SuiteServers,
+    endpoint_of,
     process_tree,
+    running_hello,
     running_suite_servers,
     start_wardled,
     stop_wardled,
@@ -172,54 +186,108 @@ def _short(protocol: str) -> str:
 # -- sections ---------------------------------------------------------------
 
 
-def measure_ceiling(
+@attrs.frozen
+class _Baseline:
+    """
+    One baseline server: C{GET path} at 32 clients over both protocols.
+
+    @ivar rounds: where its results go, by protocol.
+    """
+
+    name: str
+    endpoint: Endpoint
+    path: str
+    accounting: Accounting
+    rounds: dict[str, list[LoadResult]]
+
+
+async def _measure_baseline(
+    baseline: _Baseline, protocol: str, seconds: float
+) -> LoadResult:
+    senders = await open_senders(baseline.endpoint, protocol, BASELINE_CLIENTS)
+    try:
+        spec = LoadSpec(
+            baseline.endpoint,
+            protocol,
+            lambda i: ("GET", baseline.path, b""),
+            200,
+            BASELINE_CLIENTS,
+            seconds,
+            1 << 60,
+        )
+        return await measure_load(spec, senders, baseline.accounting)
+    finally:
+        close_senders(senders)
+
+
+def _baseline_attempt(
+    baseline: _Baseline, protocol: str, seconds: float, number: int
+) -> LoadResult:
+    return asyncio.run(_measure_baseline(baseline, protocol, seconds))
+
+
+def baseline_servers(
+    servers: SuiteServers, hello: HelloServer, results: SuiteResults
+) -> list[_Baseline]:
+    """
+    wardled's C{/healthz} (the client's ceiling: it still asks etcd) and
+    the bare Klein TLS hello-world's C{/hello} (the floor for wardled's
+    GET), both over TLS presenting the admin certificate.
+    """
+    own = (*servers.own_pids(), hello.pid)
+    return [
+        _Baseline(
+            HEALTHZ,
+            servers.endpoint(servers.wardled),
+            "/healthz",
+            Accounting((servers.wardled.pid,), servers.etcd_pid, own),
+            results.ceiling,
+        ),
+        _Baseline(
+            BARE_KLEIN,
+            endpoint_of(hello.url, servers.tls),
+            HELLO_PATH,
+            Accounting((hello.pid,), servers.etcd_pid, own),
+            results.bare_klein,
+        ),
+    ]
+
+
+def measure_baselines(
     servers: SuiteServers, options: argparse.Namespace, results: SuiteResults
 ) -> None:
     """
-    The client against wardled's C{/healthz} at 32 clients: how many
-    requests per second a core of client manages.
+    The baselines at 32 clients, C{--rounds} times, servers and protocols
+    alternating within a round: how many requests per second a core of
+    client manages, and what a bare Klein TLS app serves on this machine.
     """
-    endpoint = servers.endpoint(servers.wardled)
-    accounting = Accounting((servers.wardled.pid,), servers.etcd_pid, servers.own_pids())
-
-    async def once(protocol: str) -> LoadResult:
-        senders = await open_senders(endpoint, protocol, 32)
-        try:
-            spec = LoadSpec(
-                endpoint,
-                protocol,
-                lambda i: ("GET", "/healthz", b""),
-                200,
-                32,
-                options.op_seconds,
-                1 << 60,
-            )
-            return await measure_load(spec, senders, accounting)
-        finally:
-            close_senders(senders)
-
-    for protocol in (HTTP1, HTTP2):
-        rounds = results.ceiling.setdefault(protocol, [])
-        for _ in range(options.rounds):
-            result = run_quietly(
-                functools.partial(_ceiling_attempt, once, protocol),
-                lambda r: r.other_share,
-                options.quiet_limit,
-                options.quiet_wait,
-                options.retries,
-                _log,
-            )
-            rounds.append(result)
-            _log(
-                f"ceiling {protocol}: {result.per_second:,.0f} req/s, client "
-                f"{100 * result.client_share:.0f}% of a core"
-            )
-
-
-def _ceiling_attempt(
-    once: Callable[[str], Coroutine[Any, Any, LoadResult]], protocol: str, number: int
-) -> LoadResult:
-    return asyncio.run(once(protocol))
+    with running_hello(servers.pki, servers.tls, servers.work_dir) as hello:
+        results.bare_klein_body_bytes = hello.body_bytes
+        baselines = baseline_servers(servers, hello, results)
+        warm_up = min(_WARM_UP_SECONDS, options.op_seconds)
+        for protocol in (HTTP1, HTTP2):  # a fresh process: not recorded
+            _baseline_attempt(baselines[-1], protocol, warm_up, 0)
+        for number in range(1, options.rounds + 1):
+            for baseline in baselines:
+                for protocol in (HTTP1, HTTP2):
+                    result = run_quietly(
+                        functools.partial(
+                            _baseline_attempt, baseline, protocol, options.op_seconds
+                        ),
+                        lambda r: r.other_share,
+                        options.quiet_limit,
+                        options.quiet_wait,
+                        options.retries,
+                        _log,
+                    )
+                    baseline.rounds.setdefault(protocol, []).append(result)
+                    _log(
+                        f"baseline r{number} {baseline.name} {protocol}: "
+                        f"{result.per_second:,.0f} req/s, server "
+                        f"{result.server_cpu_us:,.0f} µs/req, client "
+                        f"{100 * result.client_share:.0f}% of a core"
+                        + (f" ({result.errors} errors)" if result.errors else "")
+                    )
 
 
 def crud_targets(servers: SuiteServers) -> list[CrudTarget]:
@@ -505,6 +573,15 @@ def _check_perf_line(perf: CheckPerf | None) -> str:
     )
 
 
+def _baselines_legend(results: SuiteResults) -> str:
+    return (
+        f"{HEALTHZ} is the client's ceiling (it still asks etcd); {BARE_KLEIN} "
+        "is a bare Klein app (bench/_hello.py: one route, "
+        f"{results.bare_klein_body_bytes:,} bytes of JSON, no access log), the "
+        "floor for wardled's GET.  Both over TLS with a client certificate."
+    )
+
+
 def _verdict_rows(found: Sequence[Verdict]) -> list[tuple[str, ...]]:
     return [(v.name, v.goal, v.measured, v.word) for v in found]
 
@@ -524,7 +601,10 @@ def render(
         if rows:
             parts.extend([title, "", rst_table(rows, header), ""])
 
-    table("Client ceiling (GET /healthz, 32 clients):", CEILING_HEADER, ceiling_rows(results))
+    baselines = baseline_rows(results)
+    table(f"Baselines (GET, {BASELINE_CLIENTS} clients):", BASELINE_HEADER, baselines)
+    if baselines:
+        parts.extend([_baselines_legend(results), ""])
     table(
         "CRUD throughput, requests/s (ratio: ÷ etcd gateway at the same "
         "concurrency over HTTP/1.1):",
@@ -588,6 +668,7 @@ def document(
         "machine": machine,
         "settings": {k: v for k, v in vars(options).items() if k not in ("json",)},
         "client_ceiling": ceiling_json(results),
+        "bare_klein_tls": bare_klein_json(results),
         "crud": crud_json(results),
         "list": list_json(results),
         "memory": [memory.as_json() for memory in results.memory],
@@ -620,8 +701,8 @@ def run_suite(options: argparse.Namespace) -> SuiteResults:
         clock.lap("fill lists")
         results.watch = run_watch(servers, options, _log)
         clock.lap("watch")
-        measure_ceiling(servers, options, results)
-        clock.lap("client ceiling")
+        measure_baselines(servers, options, results)
+        clock.lap("baselines")
         measure_crud(servers, options, results)
         clock.lap("crud")
         measure_lists(servers, options, results)

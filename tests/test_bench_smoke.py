@@ -5,7 +5,8 @@ run against a real etcd and real wardleds prints its tables, writes JSON
 with every section holding numbers and ratios, and draws its plots (or
 says why not).  The numbers themselves are not checked: tests check
 behaviour, never speed.  Plus the pieces that need no server: parsing
-C{etcdctl check perf}, the target verdicts, the presets.
+C{etcdctl check perf}, the target verdicts, the presets, the bare Klein
+hello-world's body.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from bench._suite_load import HTTP1, LoadResult
+from bench._hello import HELLO_PATH, hello_body
+from bench._suite_load import HTTP1, HTTP2, LoadResult
 from bench._suite_options import parse_suite_options, watch_rate
-from bench._suite_report import SuiteResults
+from bench._suite_report import BARE_KLEIN, SuiteResults, baseline_rows
 from bench._suite_servers import StoredTemplate
 from bench._suite_targets import verdicts
 from bench.suite import parse_check_perf
@@ -73,7 +76,7 @@ def test_prints_every_table(smoke: dict[str, Any]) -> None:
     stdout = smoke["stdout"]
     for title in (
         "Machine: ",
-        "Client ceiling",
+        "Baselines (GET, 32 clients)",
         "CRUD throughput",
         "CRUD latency",
         "Lists",
@@ -87,6 +90,44 @@ def test_prints_every_table(smoke: dict[str, Any]) -> None:
         assert title in stdout, title
     assert "wardled req/s  etcd gateway req/s  ratio" in stdout
     assert stdout.count("\n=====") >= 20  # reStructuredText table borders
+
+
+def _table_rows(stdout: str, label: str) -> list[list[str]]:
+    """
+    The cells (split at runs of two or more spaces) of every printed table
+    row whose second cell is C{label}.
+    """
+    rows = [re.split(r"\s{2,}", line.strip()) for line in stdout.splitlines()]
+    return [cells for cells in rows if len(cells) > 3 and cells[1] == label]
+
+
+def _leading_number(cell: str) -> float:
+    """
+    The median of a C{"1,234"} or C{"1,234 (1,200–1,300)"} cell.
+    """
+    return float(cell.split()[0].replace(",", ""))
+
+
+def test_prints_the_bare_klein_baseline(smoke: dict[str, Any]) -> None:
+    rows = _table_rows(smoke["stdout"], BARE_KLEIN)
+    assert [cells[0] for cells in rows] == ["HTTP/1.1", "HTTP/2"], rows
+    for cells in rows:
+        assert cells[2] == "32"
+        assert _leading_number(cells[3]) > 0, cells  # req/s
+        assert _leading_number(cells[4]) > 0, cells  # server CPU/req
+    healthz = _table_rows(smoke["stdout"], "wardled /healthz")
+    assert [cells[0] for cells in healthz] == ["HTTP/1.1", "HTTP/2"], healthz
+    document = smoke["document"]["bare_klein_tls"]
+    assert document["path"] == HELLO_PATH
+    assert document["body_bytes"] == len(hello_body())
+    assert f"{document['body_bytes']:,} bytes of JSON" in smoke["stdout"]
+    for protocol in ("HTTP/1.1", "HTTP/2"):
+        figures = document["protocols"][protocol]
+        assert figures["per_second"]["median"] > 0
+        assert figures["server_cpu_us"]["median"] > 0
+        assert figures["errors"] == 0, figures["rounds"]
+    assert document["wardled_get_share"] > 0
+    assert document["wardled_get_clients"] in (1, 32)  # the better of the two
 
 
 def test_crud_has_every_cell_with_ratios(smoke: dict[str, Any]) -> None:
@@ -157,6 +198,9 @@ def test_targets_have_verdicts(smoke: dict[str, Any]) -> None:
     # Smoke sizes cannot judge the list and watch targets.
     assert targets[2]["met"] is None and targets[3]["met"] is None
     assert targets[1]["met"] is not None
+    assert re.search(
+        r"= \d+ % of bare Klein TLS \([\d,]+\) in this run$", targets[0]["measured"]
+    ), targets[0]["measured"]
 
 
 def test_plots_or_the_reason(smoke: dict[str, Any]) -> None:
@@ -193,8 +237,35 @@ def test_verdicts_from_figures() -> None:
     results.crud[("wardled", HTTP1, 32, "create")] = [_rate(590)]
     results.crud[("etcd", HTTP1, 32, "create")] = [_rate(1000)]
     get, create = verdicts(results)[:2]
-    assert get.met is True and "5,500 req/s" in get.measured
+    assert get.met is True and get.measured == "5,500 req/s at 32 clients"
     assert create.met is False and "59 %" in create.measured
+    results.bare_klein[HTTP1] = [_rate(11000), _rate(9000), _rate(10000)]
+    results.bare_klein[HTTP2] = [_rate(3000)]
+    get = verdicts(results)[0]
+    assert get.met is True
+    assert get.measured == (
+        "5,500 req/s at 32 clients = 55 % of bare Klein TLS (10,000) in this run"
+    )
+
+
+def test_baseline_rows_by_protocol() -> None:
+    results = SuiteResults()
+    results.bare_klein[HTTP2] = [_rate(3000)]
+    results.bare_klein[HTTP1] = [_rate(9000), _rate(8000)]
+    results.ceiling[HTTP1] = [_rate(2000)]
+    rows = baseline_rows(results)
+    assert [(row[0], row[1], row[3]) for row in rows] == [
+        (HTTP1, "wardled /healthz", "2,000"),
+        (HTTP1, BARE_KLEIN, "8,500 (8,000–9,000)"),
+        (HTTP2, BARE_KLEIN, "3,000"),
+    ]
+
+
+def test_hello_body_is_flunder_sized_json() -> None:
+    body = hello_body()
+    assert 300 <= len(body) <= 1000
+    document = json.loads(body)
+    assert (document["kind"], document["metadata"]["name"]) == ("Flunder", "hello")
 
 
 def test_presets_and_explicit_flags() -> None:
