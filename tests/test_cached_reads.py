@@ -4,8 +4,9 @@ Reads are served from the watch cache: after the cache has synced, GETs
 and LISTs (consistent, C{resourceVersion=""}, or C{resourceVersion=0}) never
 range over the stored objects.  A consistent read costs one revision probe
 (etcd's cheap C{count_only} range on one key); a C{resourceVersion=0} read
-costs nothing at all.  Counted on a storage that records its calls, through
-the real HTTP stack.
+costs nothing at all; concurrent consistent reads share their probes (at
+most one in flight, each read served by one that started after it arrived).
+Counted on a storage that records its calls, through the real HTTP stack.
 """
 
 from __future__ import annotations
@@ -51,11 +52,36 @@ class CountingStorage(MemoryStorage):
         return super().current_revision()
 
 
+class HeldProbeStorage(CountingStorage):
+    """
+    A L{CountingStorage} whose revision probes wait until the test answers
+    them (as etcd's would, over the network).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = False
+        self.probes: list[Deferred[None]] = []
+
+    def current_revision(self) -> Deferred[int]:
+        answer = super().current_revision()
+        if not self.held:
+            return answer
+        waiting: Deferred[None] = Deferred()
+        self.probes.append(waiting)
+        return waiting.addCallback(lambda _: answer)
+
+    def answer_probes(self) -> None:
+        probes, self.probes = self.probes, []
+        for probe in probes:
+            probe.callback(None)
+
+
 class CachedReadTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_780_000_000)
-        self.storage = CountingStorage()
+        self.storage = HeldProbeStorage()
         root = make_root(self.storage, "/registry/wardle.example.com", self.clock, lambda _: ADMIN)
         self.stub = StubTreq(root)
         for index in range(5):
@@ -75,6 +101,10 @@ class CachedReadTests(SynchronousTestCase):
         return response.code, json.loads(body)
 
     def test_consistent_reads_probe_the_revision_only(self) -> None:
+        """
+        One after the other, each consistent read costs one probe (none is
+        in flight when it arrives, so it starts its own).
+        """
         for _ in range(20):
             code, body = self.send("GET", f"{FLUNDERS}/f3")
             self.assertEqual((code, body["metadata"]["name"]), (200, "f3"))
@@ -96,3 +126,22 @@ class CachedReadTests(SynchronousTestCase):
         code, body = self.send("GET", f"{FLUNDERS}/late")
         self.assertEqual((code, body["metadata"]["name"]), (200, "late"))
         self.assertEqual(self.storage.calls["get"] + self.storage.calls["list"], 0)
+
+    def test_concurrent_reads_share_probes(self) -> None:
+        """
+        32 concurrent GETs cost two probes: the first read's, and the next
+        one, shared by the 31 reads that arrived while the first ran.
+        """
+        self.storage.held = True
+        headers = {"Accept": ["application/json"]}
+        responses = [
+            self.stub.request("GET", f"{BASE}{FLUNDERS}/f{index % 5}", headers=headers)  # type: ignore[attr-defined]
+            for index in range(32)
+        ]
+        self.assertEqual(len(self.storage.probes), 1)
+        while self.storage.probes:
+            self.storage.answer_probes()
+        self.stub.flush()
+        codes = [self.successResultOf(response).code for response in responses]
+        self.assertEqual(codes, [200] * 32)
+        self.assertEqual(dict(self.storage.calls), {"current_revision": 2})

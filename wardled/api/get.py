@@ -18,8 +18,7 @@ async def get(scope: Scope, request: IRequest) -> bytes:
     )
     if respond.query_arg(request, "export") is not None:
         raise apierrors.bad_request("the export parameter, deprecated since v1.14, is no longer supported")
-    obj = await scope.store.get(
+    cached = await scope.store.read(
         scope.namespace, scope.name, respond.query_arg(request, "resourceVersion") or ""
     )
-    body = respond.object_body(scope.resource, scope.version, obj, output, request)
-    return respond.write(request, body, output)
+    return respond.write_object(request, scope.resource, scope.version, cached, output)

@@ -18,7 +18,4 @@ async def list_objects(scope: Scope, request: IRequest) -> bytes:
     )
     options = parse_list_options(request)
     page = await scope.store.list(scope.namespace, options)
-    body = respond.list_body(
-        scope.resource, scope.version, page.items, page.list_meta(), output, request
-    )
-    return respond.write(request, body, output)
+    return respond.write_list(request, scope.resource, scope.version, page, output)

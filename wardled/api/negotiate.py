@@ -32,7 +32,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cmp_to_key
 from typing import Any
 
@@ -369,6 +369,41 @@ def encode_json(obj: Any, pretty: bool = False) -> bytes:
     if _GO_ESCAPED.search(text):
         text = _GO_ESCAPED.sub(lambda match: _GO_ESCAPES[match.group()], text)
     return _utf8(text)
+
+
+def json_members(members: Mapping[str, Any]) -> bytes:
+    """
+    The members of a compact JSON object, as L{encode_json} writes them,
+    without the braces: C{"kind":"Flunder","apiVersion":"..."}.
+    """
+    return encode_json(dict(members))[1:-2]
+
+
+def prepend_members(members: bytes, obj: bytes) -> bytes:
+    """
+    A compact JSON object with C{members} (from L{json_members}) first and
+    then those of C{obj}: L{encode_json} of the merged object, without the
+    trailing newline.
+
+    @param obj: a compact JSON object, as L{encode_json} writes it, without
+        the trailing newline, and without the keys of C{members}.
+    """
+    if obj == b"{}":
+        return b"{" + members + b"}"
+    return b"{" + members + b"," + obj[1:]
+
+
+def json_with_array(members: bytes, name: str, items: Sequence[bytes]) -> bytes:
+    """
+    L{encode_json} of an object of C{members} (from L{json_members}) then
+    C{name}, an array of already encoded C{items} (compact
+    JSON values without newlines), joined rather than encoded again.
+    """
+    key = json_members({name: None})[: -len(b"null")]
+    separator = b"," if members else b""
+    return b"".join(
+        (b"{", members, separator, key, b"[", b",".join(items), b"]}\n")
+    )
 
 
 def _utf8(text: str) -> bytes:

@@ -2,10 +2,17 @@
 """
 Writing responses: negotiated encoding, Status bodies, warnings, and the
 object/list/Table/PartialObjectMetadata shapes of resource responses.
+
+Objects read from the watch cache carry their JSON: a plain compact JSON
+response in that JSON's version is joined from those bytes
+(L{write_object}, L{write_list}), byte for byte what encoding the decoded
+objects would give; every other shape decodes them and encodes.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,6 +22,8 @@ from wardled import apierrors
 from wardled.api import negotiate, table
 from wardled.api.negotiate import Output
 from wardled.apis.scheme import ResourceType
+from wardled.cache.interfaces import CachedObject
+from wardled.registry.store import ListPage
 
 Object = dict[str, Any]
 
@@ -75,6 +84,16 @@ def write(request: IRequest, body: Object, output: Output, code: int = 200) -> b
     request.setResponseCode(code)
     request.setHeader(b"content-type", output.content_type.encode())
     return negotiate.encode(body, output, pretty(request))
+
+
+def write_encoded(request: IRequest, body: bytes, output: Output, code: int = 200) -> bytes:
+    """
+    Set the status and Content-Type of C{body}, already encoded as
+    C{output}.
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", output.content_type.encode())
+    return body
 
 
 def write_status(request: IRequest, error: apierrors.StatusError) -> bytes:
@@ -140,3 +159,105 @@ def list_body(
         output.as_kind, is_list=True, type_name=f"*wardle.{resource.list_kind}"
     )
     return resource.encode_list(version, items, list_meta)
+
+
+# Responses joined from the watch cache's bytes ------------------------------
+
+
+def _joinable(version: str, output: Output, request: IRequest) -> bool:
+    """
+    Whether a response in C{version} as C{output} is plain compact JSON of
+    the object(s) themselves, which cached bytes in C{version} can make.
+    """
+    return (
+        output.encoding == "json"
+        and output.as_kind is None
+        and not output.pretty
+        and not pretty(request)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def type_members(kind: str, api_version: str) -> bytes:
+    """
+    The C{kind} and C{apiVersion} members an object's JSON opens with.
+    """
+    return negotiate.json_members({"kind": kind, "apiVersion": api_version})
+
+
+def object_bytes(resource: ResourceType, version: str, cached: CachedObject) -> bytes | None:
+    """
+    The compact JSON of C{cached} as C{version} shows it (with C{kind} and
+    C{apiVersion}, no newline), from its cached bytes; None when it has no
+    bytes in C{version}.
+    """
+    data = cached.data
+    if data is None or cached.version != version:
+        return None
+    members = type_members(resource.kind, resource.api_version(version))
+    return negotiate.prepend_members(members, data)
+
+
+def write_object(
+    request: IRequest,
+    resource: ResourceType,
+    version: str,
+    cached: CachedObject,
+    output: Output,
+) -> bytes:
+    """
+    Answer with one object in the shape C{output} asks for: joined from
+    its cached bytes when they fit, else decoded and encoded.
+    """
+    if _joinable(version, output, request):
+        body = object_bytes(resource, version, cached)
+        if body is not None:
+            return write_encoded(request, body + b"\n", output)
+    shaped = object_body(resource, version, cached.obj, output, request)
+    return write(request, shaped, output)
+
+
+def _list_bytes(
+    resource: ResourceType,
+    version: str,
+    cached: Sequence[CachedObject],
+    list_meta: Object,
+) -> bytes | None:
+    """
+    The compact JSON of a list of C{cached}, from their bytes; None unless
+    they all have bytes in C{version}.
+    """
+    items: list[bytes] = []
+    for entry in cached:
+        data = entry.data
+        if data is None or entry.version != version:
+            return None
+        items.append(data)
+    members = negotiate.json_members(
+        {
+            "kind": resource.list_kind,
+            "apiVersion": resource.api_version(version),
+            "metadata": list_meta,
+        }
+    )
+    return negotiate.json_with_array(members, "items", items)
+
+
+def write_list(
+    request: IRequest,
+    resource: ResourceType,
+    version: str,
+    page: ListPage,
+    output: Output,
+) -> bytes:
+    """
+    Answer with a page of a list in the shape C{output} asks for: joined
+    from the cached objects' bytes when they fit, else decoded and encoded.
+    """
+    list_meta = page.list_meta()
+    if page.cached is not None and _joinable(version, output, request):
+        body = _list_bytes(resource, version, page.cached, list_meta)
+        if body is not None:
+            return write_encoded(request, body, output)
+    shaped = list_body(resource, version, page.items, list_meta, output, request)
+    return write(request, shaped, output)

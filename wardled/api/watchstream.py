@@ -22,7 +22,8 @@ retrying to send into the exhausted flow-control window.
 
 L{EventEncoder} turns cache events into lines, encoding each event once per
 (type, version, shape) through L{CacheEvent.encoded} so that any number of
-watchers share one serialisation.
+watchers share one serialisation; a plain JSON line in the version of the
+cached object's bytes wraps those bytes instead of encoding the object.
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ from zope.interface import implementer
 
 from wardled import apierrors
 from wardled.api import table
-from wardled.api.negotiate import PARTIAL_OBJECT_METADATA, TABLE, Output, encode_json
+from wardled.api.negotiate import (
+    PARTIAL_OBJECT_METADATA,
+    TABLE,
+    Output,
+    encode_json,
+    json_members,
+)
+from wardled.api.respond import object_bytes
 from wardled.apis.schema import DecodeContext
 from wardled.apis.scheme import ResourceType
 from wardled.cache.interfaces import CacheEvent, IWatcher, TooOld
@@ -142,10 +150,14 @@ class EventEncoder:
         """
         no_headers = self._next_no_headers()
         key: Hashable = ("watch", effective_type, self._version, self._shape, no_headers)
-        obj = event.current.obj
+        current = event.current
 
         def encode() -> bytes:
-            shown = self._resource.encode(self._version, obj)
+            if self._shape.as_kind is None:
+                shown_bytes = object_bytes(self._resource, self._version, current)
+                if shown_bytes is not None:
+                    return _joined_line(effective_type, shown_bytes)
+            shown = self._resource.encode(self._version, current.obj)
             return self._line(effective_type, self._shaped(shown, no_headers))
 
         return event.encoded(key, encode)
@@ -218,6 +230,15 @@ class EventEncoder:
     @staticmethod
     def _line(event_type: str, obj: Object) -> bytes:
         return encode_json({"type": event_type, "object": obj})
+
+
+def _joined_line(event_type: str, obj: bytes) -> bytes:
+    """
+    L{EventEncoder._line} for an object already encoded (compact JSON,
+    no newline).
+    """
+    head = json_members({"type": event_type, "object": None})[: -len(b"null")]
+    return b"".join((b"{", head, obj, b"}\n"))
 
 
 def error_line(error: apierrors.StatusError) -> bytes:

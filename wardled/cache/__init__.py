@@ -8,6 +8,9 @@ The watch cache: one upstream watch, decoded once, fanned out to many watchers.
 - L{wardled.cache.cacher}: L{Cacher}, one resource's objects, history and
   watchers.
 - L{wardled.cache.watcher}: L{CacheWatcher}, one client's bounded queue.
+- L{wardled.cache.compact}: L{Packer}, objects held as their response JSON.
+- L{wardled.cache.probe}: L{CoalescingProbe}, one storage revision probe
+  shared by concurrent consistent reads.
 - L{wardled.cache.waiters}: Deferreds for "revision reached" and "ready",
   with deadlines on the injected clock.
 """

@@ -9,7 +9,9 @@ L{Cacher.apply} for each storage event under the resource's prefix, and
 L{Cacher.advance} once a batch (or a progress notification) brings the store
 to a new revision.  Each storage event is decoded once into a
 L{CacheEvent} that every watcher shares; lists, gets, consistent reads and
-admission are served from the in-memory state.
+admission are served from the in-memory state.  Once given a codec
+(L{Cacher.use_codec}) the cache holds each object compactly, as its
+response JSON (L{wardled.cache.compact}).
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from wardled.storage.interfaces import DELETE, Event, KeyValue
 
+from .compact import Packer
 from .interfaces import (
     ADDED,
     DELETED,
@@ -34,10 +36,12 @@ from .interfaces import (
     CachedObject,
     CacheEvent,
     ICacher,
+    IObjectCodec,
     NotReady,
     TooLarge,
     TooOld,
 )
+from .probe import CoalescingProbe
 from .waiters import ConditionWaiters, RevisionWaiters
 from .watcher import CacheWatcher, Predicate
 
@@ -51,16 +55,20 @@ DEFAULT_HISTORY_SIZE = 10_000
 DEFAULT_CONSISTENT_TIMEOUT = 1.0
 
 
-def restamped(last: CachedObject, revision: int) -> CachedObject:
+def restamped(
+    last: CachedObject, revision: int, packer: Packer | None = None
+) -> CachedObject:
     """
     C{last} as a deleted object: its last state with the delete's revision
-    (copies of its dicts; the shared original is left alone).
+    (copies of its dicts; the shared original is left alone), packed by
+    C{packer} if given.
     """
     obj = dict(last.obj)
     metadata = dict(obj.get("metadata") or {})
     metadata["resourceVersion"] = str(revision)
     obj["metadata"] = metadata
-    return attrs.evolve(last, revision=revision, obj=obj)
+    loose = CachedObject(last.key, last.namespace, last.name, last.labels, revision, obj)
+    return loose if packer is None else packer.pack(loose, remember=True)
 
 
 @implementer(ICacher)
@@ -88,7 +96,9 @@ class Cacher:
         @param decode: turns a stored key into a L{CachedObject}.
         @param clock: schedules the deadlines of waits.
         @param current_revision: the storage's current revision (for
-            L{consistent_revision}).
+            L{consistent_revision}); concurrent reads share its calls
+            through a L{CoalescingProbe} (pass one to share it between
+            caches).
         @param history_size: how many recent events a watch may resume from.
         @param consistent_timeout: how long L{consistent_revision} waits for
             the cache to catch up before failing with L{TooLarge}.
@@ -99,7 +109,11 @@ class Cacher:
         self.ready = False
         self.revision = 0
         self._decode = decode
-        self._current_revision = current_revision
+        self._current_revision = (
+            current_revision
+            if isinstance(current_revision, CoalescingProbe)
+            else CoalescingProbe(current_revision)
+        )
         self._consistent_timeout = consistent_timeout
         self._objects: dict[str, CachedObject] = {}
         self._keys: list[str] = []
@@ -111,12 +125,35 @@ class Cacher:
         self._dispatch_order: tuple[CacheWatcher, ...] | None = ()
         self._revision_waiters = RevisionWaiters(clock)
         self._ready_waiters = ConditionWaiters(clock)
+        self._packer: Packer | None = None
 
     def __repr__(self) -> str:
         return (
             f"<Cacher {self.resource_prefix!r} at {self.revision}: "
             f"{len(self._objects)} objects, {len(self._subscribers)} watchers>"
         )
+
+    # -- storage form ---------------------------------------------------------
+
+    def use_codec(self, codec: IObjectCodec) -> None:
+        """
+        See L{ICacher.use_codec}; a codec equal to the one in use changes
+        nothing.
+        """
+        if self._packer is not None and self._packer.codec == codec:
+            return
+        self._packer = packer = Packer(codec)
+        self._objects = {
+            key: packer.pack(cached) for key, cached in self._objects.items()
+        }
+        self._added.clear()
+
+    @property
+    def packer(self) -> Packer | None:
+        """
+        What packs the objects (None: they are held loose).
+        """
+        return self._packer
 
     # -- reads --------------------------------------------------------------
 
@@ -318,7 +355,7 @@ class Cacher:
         return order
 
     def _put(self, event: Event) -> CacheEvent | None:
-        current = self._decoded(event.kv)
+        current = self._decoded(event.kv, remember=True)
         if current is None:
             return None
         key = current.key
@@ -343,11 +380,20 @@ class Cacher:
             del self._keys[bisect.bisect_left(self._keys, key)]
             self._added.pop(key, None)
         revision = event.kv.mod_revision
-        return CacheEvent(DELETED, revision, restamped(last, revision), last)
+        return CacheEvent(
+            DELETED, revision, restamped(last, revision, self._packer), last
+        )
 
-    def _decoded(self, kv: KeyValue) -> CachedObject | None:
+    def _decoded(self, kv: KeyValue, remember: bool = False) -> CachedObject | None:
+        """
+        C{kv} as the cache holds it, or None when it does not decode.
+
+        @param remember: see L{Packer.pack}.
+        """
         try:
-            return self._decode(kv.key, kv.value, kv.mod_revision)
+            decoded = self._decode(kv.key, kv.value, kv.mod_revision)
+            packer = self._packer
+            return decoded if packer is None else packer.pack(decoded, remember)
         except Exception:  # noqa: BLE001 - one bad key must not stop the cache
             self.log.failure(
                 "cannot decode {key} at revision {revision}; skipped",

@@ -1,9 +1,10 @@
 # -*- test-case-name: tests.test_cache -*-
 """
-The watch cache's contract: decoded objects, shared events, watchers.
+The watch cache's contract: cached objects, shared events, watchers.
 
 One upstream etcd watch (over the group's key prefix) feeds a L{ICacher}:
-every event is decoded once into a L{CachedObject}, applied to the in-memory
+every event is decoded once into a L{CachedObject} (kept compact, as its
+response JSON, when the cache has an L{IObjectCodec}), applied to the in-memory
 state and to a bounded history, and handed to every matching L{IWatcher} as
 the same L{CacheEvent} object, whose encodings are memoised so that an event
 is serialised once per (type, version, media type), never once per watcher.
@@ -16,7 +17,7 @@ from it.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from zope.interface import Attribute, Interface
@@ -31,26 +32,172 @@ MODIFIED = "MODIFIED"
 DELETED = "DELETED"
 
 
-@attrs.frozen
+class _Unpacker(Protocol):
+    """
+    What a compact L{CachedObject} needs from the cache that packed it.
+    """
+
+    @property
+    def version(self) -> str: ...
+
+    def decoded(self, cached: CachedObject) -> Object: ...
+
+
 class CachedObject:
     """
-    One object as the cache holds it, decoded once from storage.
+    One object as the cache holds it.
 
-    @ivar obj: the internal form, with C{metadata.resourceVersion} set to
-        C{revision}.  Shared by every reader: never mutate it (copy first).
+    Built I{loose} (C{obj} given, as a decoder returns it) or I{compact}
+    (L{CachedObject.compact}: the object's JSON bytes plus what selectors
+    and indexing need; C{obj} decoded again on demand).  The cache keeps
+    compact objects when it has an L{IObjectCodec}, so that memory is about
+    the size of the objects' JSON and reads in the bytes' version serve
+    those bytes without encoding anything.
+
+    Immutable by contract and compared by identity.
+
+    @ivar key: the storage key.
+    @ivar namespace: C{metadata.namespace} (empty for cluster-scoped).
     @ivar revision: the key's mod_revision (for a deleted object's last
         state: the revision of the delete).
     """
 
+    __slots__ = ("_body", "_labels", "_name", "_unpacker", "key", "namespace", "revision")
+
     key: str
     namespace: str
-    name: str
-    labels: Mapping[str, str]
     revision: int
-    obj: Object
+
+    def __init__(
+        self,
+        key: str,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        revision: int,
+        obj: Object,
+    ) -> None:
+        """
+        A loose object.
+
+        @param obj: the internal form, with C{metadata.resourceVersion} set
+            to C{revision}.
+        """
+        self.key = key
+        self.namespace = namespace
+        self.revision = revision
+        self._name: str | None = name
+        self._labels: Mapping[str, str] | tuple[str, ...] = labels
+        self._body: Object | bytes = obj
+        self._unpacker: _Unpacker | None = None
+
+    @classmethod
+    def compact(
+        cls,
+        key: str,
+        namespace: str,
+        name: str | None,
+        labels: tuple[str, ...],
+        revision: int,
+        data: bytes,
+        unpacker: _Unpacker,
+    ) -> CachedObject:
+        """
+        A compact object.
+
+        @param name: None when it is the last segment of C{key}.
+        @param labels: keys and values, alternating.
+        @param data: see L{data}.
+        @param unpacker: decodes C{data} (for L{obj}) and names its version.
+        """
+        cached = cls.__new__(cls)
+        cached.key = key
+        cached.namespace = namespace
+        cached.revision = revision
+        cached._name = name
+        cached._labels = labels
+        cached._body = data
+        cached._unpacker = unpacker
+        return cached
+
+    @property
+    def name(self) -> str:
+        """
+        C{metadata.name}.
+        """
+        name = self._name
+        if name is None:
+            return self.key.rpartition("/")[2]
+        return name
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """
+        C{metadata.labels} (empty when there are none).
+        """
+        labels = self._labels
+        if type(labels) is tuple:
+            return dict(zip(labels[::2], labels[1::2], strict=True))
+        return labels  # type: ignore[return-value]
+
+    @property
+    def obj(self) -> Object:
+        """
+        The internal form, with C{metadata.resourceVersion} set to
+        C{revision}.  Shared by every reader: never mutate it (copy first).
+        """
+        unpacker = self._unpacker
+        if unpacker is None:
+            return self._body  # type: ignore[return-value]
+        return unpacker.decoded(self)
+
+    @property
+    def data(self) -> bytes | None:
+        """
+        For a compact object: its JSON as a list item in L{version} (no
+        C{kind}/C{apiVersion}), exactly as a response encodes it, without
+        a trailing newline; else None.
+        """
+        if self._unpacker is None:
+            return None
+        return self._body  # type: ignore[return-value]
+
+    @property
+    def version(self) -> str | None:
+        """
+        The API version of L{data} (None for a loose object).
+        """
+        unpacker = self._unpacker
+        return None if unpacker is None else unpacker.version
+
+    def __repr__(self) -> str:
+        form = "loose" if self._unpacker is None else f"compact {self.version}"
+        return f"<CachedObject {self.key!r} at {self.revision}, {form}>"
 
 
-@attrs.define(eq=False)
+class IObjectCodec(Interface):
+    """
+    How the cache of one resource holds its objects as bytes.
+    """
+
+    version: str = Attribute(
+        "The API version the bytes are in (the storage version): reads in "
+        "it are served from the bytes without encoding."
+    )
+
+    def encode(obj: Object) -> bytes:
+        """
+        An internal object as a list item of C{version}, in the exact JSON
+        a response carries (compact, Go escaping, no trailing newline).
+        """
+
+    def decode(data: bytes, revision: int) -> Object:
+        """
+        The internal object C{encode} was given, from its bytes.
+        """
+
+
+@attrs.define(eq=False, weakref_slot=False)
 class CacheEvent:
     """
     One change at one revision, shared by every watcher that sees it.
@@ -65,16 +212,22 @@ class CacheEvent:
     revision: int
     current: CachedObject
     previous: CachedObject | None = None
-    _encodings: dict[Hashable, bytes] = attrs.field(factory=dict, init=False, repr=False)
+    # Created by the first encoding: most history events are never encoded.
+    _encodings: dict[Hashable, bytes] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
 
     def encoded(self, key: Hashable, encode: Callable[[], bytes]) -> bytes:
         """
         C{encode()}'s result, computed once per C{key} for this event (the
         key names the effective type, API version and media type).
         """
-        cached = self._encodings.get(key)
+        encodings = self._encodings
+        if encodings is None:
+            encodings = self._encodings = {}
+        cached = encodings.get(key)
         if cached is None:
-            cached = self._encodings[key] = encode()
+            cached = encodings[key] = encode()
             ENCODE_COUNTER.count += 1
         return cached
 
@@ -220,6 +373,12 @@ class ICacher(Interface):
 
         @raise TooLarge: the cache did not catch up in time; callers fall
             back to reading storage directly.
+        """
+
+    def use_codec(codec: IObjectCodec) -> None:
+        """
+        Hold objects compactly from now on: as C{codec}'s bytes (objects
+        already held are packed at once).
         """
 
     def get(key: str) -> CachedObject | None:

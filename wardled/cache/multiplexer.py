@@ -31,6 +31,7 @@ from .cacher import (
     Cacher,
     Decode,
 )
+from .probe import CoalescingProbe
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -98,6 +99,9 @@ class WatchMultiplexer(Service):
         self._watch: IWatch | None = None
         self._listing: Deferred[tuple[list[KeyValue], int]] | None = None
         self._retry: IDelayedCall | None = None
+        # One revision probe for every cache of the group: concurrent
+        # consistent reads of any resource share its etcd ranges.
+        self.revision_probe = CoalescingProbe(storage.current_revision)
 
     def register(
         self,
@@ -123,7 +127,7 @@ class WatchMultiplexer(Service):
             resource_prefix,
             decode,
             self._clock,
-            self.storage.current_revision,
+            self.revision_probe,
             history_size,
             self._consistent_timeout,
         )

@@ -12,20 +12,64 @@ requests the cache may answer, and how.
   reach N, else 504 C{Too large resource version}.
 - C{resourceVersionMatch=Exact} and continued lists read storage at their
   revision (a snapshot the cache no longer has).
+
+The cache holds each object as its response JSON in the storage version
+(L{ResourceCodec}), so a read in that version joins bytes instead of
+encoding objects; other reads decode them again.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
+from zope.interface import implementer
+
 from wardled import apierrors
-from wardled.cache.interfaces import CachedObject, ICacher, NotReady, TooLarge
+from wardled.api.negotiate import encode_json
+from wardled.apis.scheme import ResourceType
+from wardled.cache.interfaces import (
+    CachedObject,
+    ICacher,
+    IObjectCodec,
+    NotReady,
+    TooLarge,
+)
 from wardled.registry import continuetoken
 
 Object = dict[str, Any]
 
 WAIT_FOR_REVISION_SECONDS = 3.0
+
+
+@implementer(IObjectCodec)
+@attrs.frozen
+class ResourceCodec:
+    """
+    A resource's objects as the cache holds them: list items of the
+    storage version, in the JSON a response carries.
+    """
+
+    resource: ResourceType
+
+    @property
+    def version(self) -> str:
+        return self.resource.storage_version
+
+    def encode(self, obj: Object) -> bytes:
+        return encode_json(self.resource.encode_item(self.version, obj))[:-1]
+
+    def decode(self, data: bytes, revision: int) -> Object:
+        """
+        The bytes were encoded from an object already decoded, defaulted and
+        converted from storage (with its resourceVersion set): converting
+        them back is enough, without the schema walk C{from_storage} does.
+        """
+        to_internal = self.resource.versions[self.version].to_internal
+        obj: Object = to_internal(json.loads(data))
+        return obj
 
 
 async def cache_revision(cacher: ICacher | None, resource_version: int, any_version: bool) -> int | None:
@@ -60,16 +104,23 @@ def page_from_snapshot(
     limit: int,
     matches: Callable[[CachedObject], bool],
     has_selectors: bool,
-) -> tuple[list[Object], str, int | None]:
+) -> tuple[list[CachedObject], str, int | None]:
     """
-    The first page of a list from a cache snapshot: items, continue token
-    (read from storage at C{revision} later) and C{remainingItemCount}.
+    The first page of a list from a cache snapshot: the cached objects,
+    continue token (read from storage at C{revision} later) and
+    C{remainingItemCount}.
     """
-    items: list[Object] = []
+    if not has_selectors:
+        if not limit or len(objects) <= limit:
+            return list(objects), "", None
+        last = objects[limit - 1]
+        token = continuetoken.encode(revision, last.key + "\x00", prefix)
+        return list(objects[:limit]), token, len(objects) - limit
+    items: list[CachedObject] = []
     for index, cached in enumerate(objects):
         if not matches(cached):
             continue
-        items.append(cached.obj)
+        items.append(cached)
         if limit and len(items) >= limit:
             rest = objects[index + 1 :]
             if not any(matches(later) for later in rest):

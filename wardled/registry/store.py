@@ -27,7 +27,11 @@ from wardled.apis.scheme import ResourceType, order_metadata, set_resource_versi
 from wardled.auth.user import UserInfo
 from wardled.cache.interfaces import CachedObject, ICacher
 from wardled.registry import continuetoken
-from wardled.registry.cachedreads import cache_revision, page_from_snapshot
+from wardled.registry.cachedreads import (
+    ResourceCodec,
+    cache_revision,
+    page_from_snapshot,
+)
 from wardled.registry.strategy import Strategy, before_create, before_update
 from wardled.storage.interfaces import (
     Compacted,
@@ -91,16 +95,31 @@ class ListOptions:
         return self.label_selector is not None or self.field_selector is not None
 
 
-@attrs.frozen
+@attrs.define
 class ListPage:
     """
     One page of a list: internal objects plus the list metadata.
+
+    A page served from the watch cache holds the cached objects
+    (C{cached}); its C{items} are decoded from them on first access, so a
+    response that can use their bytes never decodes them.
     """
 
-    items: list[Object]
+    _items: list[Object] | None
     resource_version: int
     continue_token: str = ""
     remaining_item_count: int | None = None
+    cached: list[CachedObject] | None = None
+
+    @property
+    def items(self) -> list[Object]:
+        """
+        The internal objects (shared with the cache: do not mutate them).
+        """
+        items = self._items
+        if items is None:
+            items = self._items = [cached.obj for cached in self.cached or ()]
+        return items
 
     def list_meta(self) -> Object:
         meta: Object = {"resourceVersion": str(self.resource_version)}
@@ -185,6 +204,9 @@ class Store:
         self.new_uid = new_uid
         self.name_suffix = name_suffix
         self.cacher = cacher
+        if cacher is not None:
+            # The cache holds this resource's objects as their JSON.
+            cacher.use_codec(ResourceCodec(self.resource))
 
     # Keys ------------------------------------------------------------------
 
@@ -209,18 +231,31 @@ class Store:
 
         The returned object may be shared with the cache: do not mutate it.
         """
+        return (await self.read(namespace, name, resource_version)).obj
+
+    async def read(
+        self, namespace: str, name: str, resource_version: str = ""
+    ) -> CachedObject:
+        """
+        One object as L{get} reads it, in the form it was read in: the
+        cache's (maybe compact, with its response bytes), or decoded from
+        storage.
+        """
         minimum = parse_resource_version(resource_version)
         cached_at = await cache_revision(self.cacher, minimum, resource_version == "0")
+        key = self.key(namespace, name)
         if cached_at is not None and self.cacher is not None:
-            cached = self.cacher.get(self.key(namespace, name))
+            cached = self.cacher.get(key)
             if cached is None:
                 raise apierrors.not_found(self.resource.group_resource, name)
-            return cached.obj
-        kv, revision = await _storage_call(self.storage.get(self.key(namespace, name)))
+            return cached
+        kv, revision = await _storage_call(self.storage.get(key))
         _check_not_too_new(minimum, revision)
         if kv is None:
             raise apierrors.not_found(self.resource.group_resource, name)
-        return self._decode(kv)
+        obj = self._decode(kv)
+        labels = obj.get("metadata", {}).get("labels", {})
+        return CachedObject(key, namespace, name, labels, kv.mod_revision, obj)
 
     async def list(self, namespace: str, options: ListOptions) -> ListPage:
         """
@@ -281,7 +316,7 @@ class Store:
             lambda cached: self._matches_cached(cached, options),
             options.has_selectors,
         )
-        return ListPage(items, revision, token, remaining)
+        return ListPage(None, revision, token, remaining, cached=items)
 
     def _matches_cached(self, cached: CachedObject, options: ListOptions) -> bool:
         if options.label_selector is not None and not options.label_selector.matches(
