@@ -9,6 +9,10 @@ timeout on the injected clock, parses the answer once and turns transport
 trouble into L{Unavailable}. It also frames the watch stream (one JSON object
 per line) and builds the TLS policy for C{https} servers.
 
+Unary calls go through an L{IUnaryTransport} (the kept-alive connections of
+L{wardled.storage._keepalive} in production); watch streams, few and
+long-lived, through treq, each on its own connection.
+
 Gateway JSON quirks handled here: int64 fields are strings, proto3 leaves out
 fields holding their default (C{false}, C{0}, empty), so every field is read
 with a default.
@@ -19,12 +23,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL.crypto import X509
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.error import (
     ConnectError,
     ConnectingCancelledError,
@@ -38,21 +42,16 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.python.failure import Failure
-from twisted.web.client import (
-    RequestTransmissionFailed,
-    ResponseDone,
-    ResponseNeverReceived,
-)
-from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
+from twisted.web.client import RequestTransmissionFailed, ResponseNeverReceived
+from twisted.web.iweb import IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from ._keepalive import IUnaryTransport
 from .interfaces import DELETE, PUT, Event, KeyValue, Unavailable
 
 if TYPE_CHECKING:
     from treq.client import HTTPClient
     from twisted.internet.interfaces import (
-        IConsumer,
         IOpenSSLClientConnectionCreator,
         IReactorTime,
     )
@@ -169,57 +168,6 @@ def _cancelled(error: Exception) -> bool:
 
 
 # -- HTTP plumbing ----------------------------------------------------------
-
-
-@implementer(IBodyProducer)
-class BytesProducer:
-    """
-    A request body already in memory, written in one go (no cooperator, so
-    no hidden use of the global reactor): the C{data_to_body_producer} of
-    our treq clients.
-    """
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self._body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-class _BodyReader(Protocol):
-    """
-    Read a whole response body; cancelling L{finished} drops the connection.
-    """
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-        self.finished: Deferred[bytes] = Deferred(self._abort)
-
-    def _abort(self, _: Deferred[bytes]) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        self._chunks.append(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.finished.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.finished.callback(b"".join(self._chunks))
-        else:
-            self.finished.errback(reason)
 
 
 class JSONLines(Protocol):
@@ -343,16 +291,22 @@ class Gateway:
         self,
         clock: IReactorTime,
         servers: Sequence[str],
-        http: HTTPClient,
+        transport: IUnaryTransport,
         stream_http: HTTPClient,
         request_timeout: float,
         pools: Sequence[HTTPConnectionPool] = (),
     ) -> None:
+        """
+        @param transport: carries the unary calls (whole answers).
+        @param stream_http: opens watch streams.
+        @param pools: the connection pools of C{stream_http}, closed by
+            L{close}.
+        """
         if not servers:
             raise ValueError("at least one etcd server URL is needed")
         self._clock = clock
         self._servers = [server.rstrip("/") for server in servers]
-        self._http = http
+        self._transport = transport
         self._stream_http = stream_http
         self._timeout = request_timeout
         self._pools = pools
@@ -390,10 +344,15 @@ class Gateway:
         self, method: str, path: str, body: JSON | None, idempotent: bool
     ) -> JSON:
         deadline = self._clock.seconds() + self._timeout
-        server, response = await self._send(
-            method, path, body, idempotent, True, deadline
+        payload = None if body is None else _encode(body)
+
+        def send(server: str) -> Deferred[tuple[int, bytes]]:
+            return self._transport.request(server, method, path, payload, idempotent)
+
+        server, (status, raw) = await self._first_answer(
+            send, path, idempotent, deadline
         )
-        return await self._answer(server, path, response, deadline)
+        return _answer(server, path, status, raw)
 
     def health(self, server: str) -> Deferred[JSON]:
         """
@@ -408,34 +367,11 @@ class Gateway:
 
         async def asking() -> JSON:
             deadline = self._clock.seconds() + self._timeout
-            sending = self._http.request("GET", server + "/health", unbuffered=True)
-            response = await self._within(sending, deadline, server, "/health")
-            return await self._answer(server, "/health", response, deadline)
+            sending = self._transport.request(server, "GET", "/health", None, True)
+            status, raw = await self._within(sending, deadline, server, "/health")
+            return _answer(server, "/health", status, raw)
 
         return Deferred.fromCoroutine(asking())
-
-    async def _answer(
-        self, server: str, path: str, response: IResponse, deadline: float
-    ) -> JSON:
-        """
-        Read and parse a whole JSON answer before C{deadline}.
-        """
-        reader = _BodyReader()
-        response.deliverBody(reader)
-        raw = await self._within(reader.finished, deadline, server, path)
-        try:
-            reply = json.loads(raw)
-        except ValueError:
-            reply = None
-        if response.code == 200 and isinstance(reply, dict):
-            return reply
-        if isinstance(reply, dict):
-            message = reply.get("error") or reply.get("message") or raw.decode()
-            raise GatewayError(server, response.code, _one_line(message), reply)
-        raise Unavailable(
-            f"etcd at {server} answered {response.code} to {path} with "
-            f"non-JSON: {_one_line(raw[:200].decode('utf-8', 'replace'))}"
-        )
 
     def open_stream(self, path: str, body: JSON) -> Deferred[tuple[str, IResponse]]:
         """
@@ -445,30 +381,37 @@ class Gateway:
             caller reads (see L{JSONLines}).
         """
 
+        def send(server: str) -> Deferred[IResponse]:
+            sending = self._stream_http.request(
+                "POST", server + path, unbuffered=True, json=body
+            )
+            return cast("Deferred[IResponse]", sending)
+
         async def opening() -> tuple[str, IResponse]:
             deadline = self._clock.seconds() + self._timeout
-            return await self._send("POST", path, body, True, False, deadline)
+            return await self._first_answer(send, path, True, deadline)
 
         return Deferred.fromCoroutine(opening())
 
-    async def _send(
+    async def _first_answer(
         self,
-        method: str,
+        send: Callable[[str], Deferred[_T]],
         path: str,
-        body: JSON | None,
         idempotent: bool,
-        persistent: bool,
         deadline: float,
-    ) -> tuple[str, IResponse]:
-        http = self._http if persistent else self._stream_http
-        payload: dict[str, Any] = {} if body is None else {"json": body}
+    ) -> tuple[str, _T]:
+        """
+        C{send} to each server in turn, from the one tried first, until one
+        answers (whatever its status).
+
+        @return: the server that answered and its answer.
+        """
         failures: list[str] = []
         count = len(self._servers)
         for index in [(self._current + step) % count for step in range(count)]:
             server = self._servers[index]
-            sending = http.request(method, server + path, unbuffered=True, **payload)
             try:
-                response = await self._within(sending, deadline, server, path)
+                answer = await self._within(send(server), deadline, server, path)
             except Unavailable:
                 raise
             except Exception as error:
@@ -481,7 +424,7 @@ class Gateway:
                 failures.append(f"{server}: {_reason(error)}")
                 continue
             self._current = index
-            return server, response
+            return server, answer
         raise Unavailable("cannot reach etcd: " + "; ".join(failures))
 
     async def _within(
@@ -514,10 +457,38 @@ class Gateway:
 
     def close(self) -> Deferred[None]:
         """
-        Close the pooled connections.
+        Close the connections: the transport's (aborting calls in flight)
+        and the stream pools'.
         """
-        closing = [pool.closeCachedConnections() for pool in self._pools]
+        closing = [self._transport.close()]
+        closing += [pool.closeCachedConnections() for pool in self._pools]
         return gatherResults(closing).addCallback(lambda _: None)
+
+
+def _encode(body: JSON) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def _answer(server: str, path: str, status: int, raw: bytes) -> JSON:
+    """
+    The JSON object of a 200 answer; other answers as errors.
+
+    @raise GatewayError: a JSON error body.
+    @raise Unavailable: the answer is not a JSON object.
+    """
+    try:
+        reply = json.loads(raw)
+    except ValueError:
+        reply = None
+    if status == 200 and isinstance(reply, dict):
+        return reply
+    if isinstance(reply, dict):
+        message = reply.get("error") or reply.get("message") or raw.decode()
+        raise GatewayError(server, status, _one_line(message), reply)
+    raise Unavailable(
+        f"etcd at {server} answered {status} to {path} with "
+        f"non-JSON: {_one_line(raw[:200].decode('utf-8', 'replace'))}"
+    )
 
 
 def _may_retry(error: Exception, idempotent: bool) -> bool:

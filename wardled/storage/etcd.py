@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_storage_etcd,tests.test_storage_conformance -*-
 """
-L{IStorage} on etcd v3, through etcd's JSON gateway with treq.
+L{IStorage} on etcd v3, through etcd's JSON gateway.
 
 Writes are the compare-and-swap transactions the Kubernetes apiserver uses
 (kine accepts exactly these shapes): create compares the key's
@@ -11,7 +11,8 @@ the stream ends or etcd goes away; a stream quiet for
 L{WATCH_KEEPALIVE_INTERVAL} seconds has its server probed, and is dropped
 (and resumed on another server) when that server is hung or unhealthy, the
 way etcd's Go client keeps gRPC streams alive. The JSON plumbing lives in
-L{wardled.storage._gateway}.
+L{wardled.storage._gateway}; unary calls ride the kept-alive connections of
+L{wardled.storage._keepalive}, watch streams treq (a connection each).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from zope.interface import implementer
 
 from ._gateway import (
     JSON,
-    BytesProducer,
     Gateway,
     GatewayError,
     JSONLines,
@@ -39,6 +39,13 @@ from ._gateway import (
     parse_kv,
     prefix_end,
     tls_policy,
+)
+from ._keepalive import (
+    MAX_IDLE_PER_SERVER,
+    AgentTransport,
+    BytesProducer,
+    IUnaryTransport,
+    KeepAlivePool,
 )
 from .interfaces import (
     Compacted,
@@ -62,7 +69,6 @@ if TYPE_CHECKING:
 
 _COMPACTED = "required revision has been compacted"
 _FUTURE = "required revision is a future revision"
-MAX_PERSISTENT_PER_HOST = 16
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 3.0
 # A watch stream that has carried nothing (no event, no progress
@@ -103,24 +109,27 @@ class EtcdStorage:
         @param cert_file: PEM client certificate for etcd's client-cert auth.
         @param key_file: PEM private key of C{cert_file}.
         @param request_timeout: seconds any one request may take.
-        @param agent: send requests through this agent instead of pooled
-            connections (tests serve a fake gateway this way).
+        @param agent: send every request (streams included) through this
+            agent instead of kept-alive connections (tests serve a fake
+            gateway this way).
         """
         self._clock = reactor
         self._probe_key = b64(key_bytes(prefix_hint or "/"))
         self._watches: set[_EtcdWatch] = set()
         self.compact_revision = 0
+        transport: IUnaryTransport
         pools: list[HTTPConnectionPool] = []
-        stream_agent = agent
         if agent is None:
-            agent, stream_agent, pools = _agents(
+            transport, agent, pools = _connections(
                 reactor, servers, ca_file, cert_file, key_file
             )
+        else:
+            transport = AgentTransport(agent)
         self._gateway = Gateway(
             reactor,
             servers,
+            transport,
             HTTPClient(agent, data_to_body_producer=BytesProducer),
-            HTTPClient(stream_agent or agent, data_to_body_producer=BytesProducer),
             request_timeout,
             pools,
         )
@@ -320,27 +329,27 @@ class EtcdStorage:
         return waiting.addCallback(lambda _: self._gateway.close())
 
 
-def _agents(
+def _connections(
     reactor: Any,
     servers: Sequence[str],
     ca_file: str | None,
     cert_file: str | None,
     key_file: str | None,
-) -> tuple[Agent, Agent, list[HTTPConnectionPool]]:
+) -> tuple[KeepAlivePool, Agent, list[HTTPConnectionPool]]:
     """
-    The agent for requests (persistent pooled connections), the agent for
-    watch streams (a connection each, never reused) and their pools.
+    The kept-alive connections for unary calls, the agent for watch streams
+    (a connection each, never reused) and its pool.
     """
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = MAX_PERSISTENT_PER_HOST
     stream_pool = HTTPConnectionPool(reactor, persistent=False)
+    policy = None
     options: dict[str, Any] = {}
     if any(server.startswith("https:") for server in servers):
-        options["contextFactory"] = tls_policy(ca_file, cert_file, key_file)
+        policy = tls_policy(ca_file, cert_file, key_file)
+        options["contextFactory"] = policy
     return (
-        Agent(reactor, pool=pool, **options),
+        KeepAlivePool(reactor, policy, max_idle=MAX_IDLE_PER_SERVER),
         Agent(reactor, pool=stream_pool, **options),
-        [pool, stream_pool],
+        [stream_pool],
     )
 
 
