@@ -1,6 +1,7 @@
 """
 The command line of L{bench.watch_fanout}: what to measure and how, and
-the L{PhaseSettings} every phase runs with.
+the L{PhaseSettings} every phase runs with; and the options and checks
+every benchmark's command line shares (L{bench.soak} uses them too).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ DEFAULT_RATES = {1: 200.0, 100: 200.0, 1000: 20.0}
 FALLBACK_RATE = 20.0
 
 
-def _parse_counts(text: str) -> list[int]:
+def parse_counts(text: str) -> list[int]:
+    """
+    A comma-separated list of positive integers (an argparse C{type}).
+    """
     counts = [int(part) for part in text.split(",") if part.strip()]
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError("expected positive integers, e.g. 1,100,1000")
@@ -32,6 +36,35 @@ def _parse_rates(text: str) -> dict[int, float]:
     return rates
 
 
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """
+    Add the options every benchmark takes: C{--wardled-arg} (repeatable)
+    and C{--json PATH}.
+    """
+    parser.add_argument(
+        "--wardled-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for twistd wardled (repeatable)",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write every figure as JSON here"
+    )
+
+
+def require_at_least_one(
+    parser: argparse.ArgumentParser, options: argparse.Namespace, names: Sequence[str]
+) -> None:
+    """
+    Exit with a usage error unless every option in C{names} (attribute
+    names, e.g. C{"client_processes"}) is at least 1.
+    """
+    for name in names:
+        if getattr(options, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+
+
 def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """
     The command line.
@@ -43,7 +76,7 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add(
         "--watchers",
-        type=_parse_counts,
+        type=parse_counts,
         default=list(DEFAULT_WATCHERS),
         help="comma-separated watcher counts (default 1,100,1000)",
     )
@@ -115,18 +148,11 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1,
         help="re-runs of a phase during which the machine was busy",
     )
-    add(
-        "--wardled-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra argument for twistd wardled (repeatable)",
-    )
-    add("--json", metavar="PATH", help="also write every figure as JSON here")
+    add_common_options(parser)
     options = parser.parse_args(argv)
-    for name in ("rounds", "client_processes", "writer_connections"):
-        if getattr(options, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_at_least_one(
+        parser, options, ("rounds", "client_processes", "writer_connections")
+    )
     if options.duration <= 0 or options.retries < 0:
         parser.error("--duration must be positive and --retries not negative")
     return options

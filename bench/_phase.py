@@ -3,31 +3,27 @@ One fan-out measurement ("phase"): connect N watchers to a server, note
 its memory, run the writer, wait for the watchers to catch up, and read
 what everybody received and what it cost.
 
-Watchers live in separate worker processes (see L{bench._watchers}); the
-writer runs in this process.  Every wait is bounded and every worker is
-ended before a phase returns, whatever happened.
+Watchers live in separate worker processes (see L{bench._watchers} and
+L{bench._workers}); the writer runs in this process.  Every wait is
+bounded and every worker is ended before a phase returns, whatever
+happened.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any
 
 import attrs
 
 from bench._proc import CpuSnapshot, CpuUsage, rss_bytes, wait_until_quiet
 from bench._report import Deliveries, PhaseResult, percentile
 from bench._watchers import WatchTarget, WorkerResult, run_worker
+from bench._workers import Worker, await_ready, shares, start_worker
 from bench._writer import WriteResult, WriteTarget, write
 
-_JOIN_TIMEOUT = 10.0
 _MESSAGE_SLACK = 15.0
-_SPAWN = multiprocessing.get_context("spawn")
 
 
 @attrs.frozen
@@ -85,91 +81,23 @@ class PhaseSpec:
     own_pids: tuple[int, ...]
 
 
-@attrs.define
-class _Worker:
-    """
-    A watcher process and this end of its pipe.
-    """
-
-    process: BaseProcess
-    pipe: Connection
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        try:
-            self.pipe.send(message)
-        except OSError:
-            pass  # it died; the missing reply says so
-
-    def receive(self, timeout: float) -> tuple[Any, ...] | None:
-        try:
-            if self.pipe.poll(timeout):
-                message: tuple[Any, ...] = self.pipe.recv()
-                return message
-        except (EOFError, OSError):
-            pass
-        return None
-
-    def stop(self) -> None:
-        """
-        Tell it to go (if it has not), wait, and kill it if it lingers.
-        """
-        self.send(("abort",))
-        self.process.join(_JOIN_TIMEOUT)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(_JOIN_TIMEOUT)
-        self.pipe.close()
-
-
-def _shares(total: int, parts: int) -> list[int]:
-    """
-    Split C{total} watchers over at most C{parts} processes, evenly.
-    """
-    parts = max(1, min(parts, total))
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-def _start_workers(spec: PhaseSpec, settings: PhaseSettings) -> list[_Worker]:
-    workers = []
-    for count in _shares(spec.watchers, settings.client_processes):
-        parent_end, child_end = _SPAWN.Pipe()
-        process = _SPAWN.Process(
-            target=run_worker,
-            args=(
+def _start_workers(spec: PhaseSpec, settings: PhaseSettings) -> list[Worker]:
+    return [
+        start_worker(
+            run_worker,
+            (
                 spec.watch,
                 count,
                 settings.connect_concurrency,
                 settings.connect_timeout,
-                child_end,
             ),
-            daemon=True,
         )
-        process.start()
-        child_end.close()
-        workers.append(_Worker(process, parent_end))
-    return workers
-
-
-def _await_ready(workers: list[_Worker], timeout: float) -> tuple[int, list[str]]:
-    """
-    Wait for every worker's "ready".
-
-    @return: watchers established and the errors reported.
-    """
-    connected, errors = 0, []
-    deadline = time.monotonic() + timeout
-    for worker in workers:
-        message = worker.receive(max(deadline - time.monotonic(), 0.0))
-        if message is None or message[0] != "ready":
-            errors.append(f"watcher process {worker.process.pid} never got ready")
-            continue
-        connected += message[1]
-        errors.extend(message[2])
-    return connected, errors
+        for count in shares(spec.watchers, settings.client_processes)
+    ]
 
 
 def _collect(
-    workers: list[_Worker], last_revision: int, drain_timeout: float
+    workers: list[Worker], last_revision: int, drain_timeout: float
 ) -> list[WorkerResult]:
     """
     Ask every worker to drain up to C{last_revision} and gather results.
@@ -243,7 +171,7 @@ def run_phase(
     workers = _start_workers(spec, settings)
     try:
         ready_timeout = settings.connect_timeout * 2 + _MESSAGE_SLACK
-        connected, errors = _await_ready(workers, ready_timeout)
+        connected, errors = await_ready(workers, ready_timeout)
         took = time.monotonic() - connecting
         log(
             f"  {spec.target} x{spec.watchers}: {connected} established in {took:.1f} s"

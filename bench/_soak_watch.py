@@ -49,6 +49,7 @@ from bench._http import (
 from bench._proc import raise_open_files_limit
 from bench._soak_record import NO_RESPONSE, TYPE_CODES, Expected, Recorder, name_index
 from bench._targets import flunders_path
+from tests.waiting import poll_async
 
 _RETRY_DELAY = 1.0
 _READ_SIZE = 65536
@@ -463,11 +464,11 @@ async def _drain(
     """
     Wait until every watcher has received its namespace's last write.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(w.latest >= targets.get(w.namespace, 0) for w in watchers):
-            return
-        await asyncio.sleep(_DRAIN_POLL)
+    await poll_async(
+        lambda: all(w.latest >= targets.get(w.namespace, 0) for w in watchers),
+        timeout,
+        _DRAIN_POLL,
+    )
 
 
 async def _serve(plan: WatchPlan, pipe: Connection) -> None:

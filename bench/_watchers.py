@@ -28,6 +28,7 @@ import attrs
 
 from bench._http import Endpoint, HttpError, LineDecoder
 from bench._proc import raise_open_files_limit
+from tests.waiting import poll_async
 
 _DRAIN_POLL = 0.05
 _MAX_ERRORS_KEPT = 5
@@ -185,11 +186,11 @@ async def _drain(
     """
     Wait until every open watcher has seen C{last_revision}, or C{timeout}.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(w.closed or w.last_revision >= last_revision for w in watchers):
-            return
-        await asyncio.sleep(_DRAIN_POLL)
+    await poll_async(
+        lambda: all(w.closed or w.last_revision >= last_revision for w in watchers),
+        timeout,
+        _DRAIN_POLL,
+    )
 
 
 async def _serve(

@@ -66,16 +66,12 @@ import argparse
 import asyncio
 import json
 import math
-import multiprocessing
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -83,13 +79,12 @@ import attrs
 if not __package__:  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._http import Endpoint, TlsFiles
-from bench._phase import _shares, _Worker
+from bench._http import Endpoint
+from bench._options import add_common_options, require_at_least_one
 from bench._proc import (
     CpuSnapshot,
     CpuUsage,
     machine_description,
-    pid_running,
     raise_open_files_limit,
     rss_bytes,
 )
@@ -120,11 +115,12 @@ from bench._soak_load import (
 )
 from bench._soak_record import CREATE, DELETE, UPDATE, Recorder
 from bench._soak_watch import WatcherSummary, WatchPlan, run_watch_worker
+from bench._stack import Stack, running_stack
+from bench._workers import Worker, await_ready, shares, start_worker
 from tests.etcdserver import EtcdServer, etcd_binary
-from tests.harness import ADMIN, TestPKI, WardledProcess
+from tests.waiting import poll, poll_async
 
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
-_SPAWN = multiprocessing.get_context("spawn")
 _MIB = 1024 * 1024
 _READY_POLL = 0.1
 _READY_TIMEOUT = 60.0
@@ -208,27 +204,22 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds for watchers to catch up",
     )
     add("--seed", type=int, default=1, help="seed of the write mix")
-    add(
-        "--wardled-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra argument for twistd wardled (repeatable)",
-    )
-    add("--json", metavar="PATH", help="also write every figure as JSON here")
+    add_common_options(parser)
     options = parser.parse_args(argv)
-    for name in (
-        "watchers",
-        "namespaces",
-        "objects",
-        "page_size",
-        "writer_connections",
-        "list_connections",
-        "client_processes",
-        "connect_concurrency",
-    ):
-        if getattr(options, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_at_least_one(
+        parser,
+        options,
+        (
+            "watchers",
+            "namespaces",
+            "objects",
+            "page_size",
+            "writer_connections",
+            "list_connections",
+            "client_processes",
+            "connect_concurrency",
+        ),
+    )
     if (
         min(options.duration, options.rate, options.list_rate, options.rss_interval)
         <= 0
@@ -244,46 +235,6 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # -- the servers ---------------------------------------------------------------
-
-
-@attrs.frozen
-class Stack:
-    """
-    The running servers and how clients reach wardled.
-
-    @ivar etcd: C{None} with the embedded store.
-    """
-
-    etcd: EtcdServer | None
-    wardled: WardledProcess
-    endpoint: Endpoint
-
-
-@contextmanager
-def running_stack(options: argparse.Namespace) -> Iterator[Stack]:
-    """
-    Start etcd (unless embedded), a PKI and wardled; stop them and remove
-    their files on exit.
-    """
-    work_dir = tempfile.mkdtemp(prefix="wardled-soak-")
-    etcd: EtcdServer | None = None
-    wardled: WardledProcess | None = None
-    try:
-        if options.backend == "etcd":
-            etcd = EtcdServer.start()
-        pki = TestPKI.create(os.path.join(work_dir, "pki"))
-        etcd_url = None if etcd is None else etcd.url
-        wardled = WardledProcess.start(etcd_url, pki, options.wardled_arg)
-        admin = pki.users[ADMIN]
-        tls = TlsFiles(pki.ca_file, admin.cert_file, admin.key_file)
-        yield Stack(etcd, wardled, Endpoint("127.0.0.1", wardled.port, tls))
-    finally:
-        if wardled is not None:
-            wardled.stop()
-            shutil.rmtree(wardled.work_dir, ignore_errors=True)
-        if etcd is not None:
-            etcd.stop()
-        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 @attrs.frozen
@@ -326,10 +277,8 @@ def restart_etcd(etcd: EtcdServer, sig: signal.Signals, down: float) -> float:
 
     @return: when it was healthy again (C{time.monotonic()}).
     """
-    os.kill(pid_running(f"--data-dir={etcd.data_dir}"), sig)
-    deadline = time.monotonic() + _STOP_TIMEOUT
-    while etcd.running and time.monotonic() < deadline:
-        time.sleep(0.05)
+    os.kill(etcd.pid, sig)
+    poll(lambda: not etcd.running, _STOP_TIMEOUT)
     time.sleep(down)
     etcd.restart()
     return time.monotonic()
@@ -339,13 +288,12 @@ async def wait_ready(pool: ConnectionPool, timeout: float = _READY_TIMEOUT) -> b
     """
     Poll wardled's C{/readyz} until it answers 200.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def ready() -> bool:
         response = await pool.send(await pool.acquire(), "GET", "/readyz")
-        if not isinstance(response, str) and response[0] == 200:
-            return True
-        await asyncio.sleep(_READY_POLL)
-    return False
+        return not isinstance(response, str) and response[0] == 200
+
+    return await poll_async(ready, timeout, _READY_POLL)
 
 
 # -- the watcher processes -----------------------------------------------------
@@ -357,7 +305,7 @@ class WatcherProcess:
     A watcher process (its pipe) and what it runs.
     """
 
-    worker: _Worker
+    worker: Worker
     plan: WatchPlan
 
 
@@ -372,7 +320,7 @@ def start_watchers(
     assignments = [namespaces[i % len(namespaces)] for i in range(options.watchers)]
     started = []
     offset = 0
-    for count in _shares(options.watchers, options.client_processes):
+    for count in shares(options.watchers, options.client_processes):
         plan = WatchPlan(
             endpoint,
             tuple(assignments[offset : offset + count]),
@@ -380,24 +328,11 @@ def start_watchers(
             watch_timeout=options.watch_timeout,
         )
         offset += count
-        parent_end, child_end = _SPAWN.Pipe()
-        process = _SPAWN.Process(
-            target=run_watch_worker, args=(plan, child_end), daemon=True
-        )
-        process.start()
-        child_end.close()
-        started.append(WatcherProcess(_Worker(process, parent_end), plan))
-    established, errors = 0, []
-    deadline = time.monotonic() + started[0].plan.connect_timeout + _MESSAGE_SLACK
-    for watcher in started:
-        message = watcher.worker.receive(max(deadline - time.monotonic(), 0.0))
-        if message is None or message[0] != "ready":
-            errors.append(
-                f"watcher process {watcher.worker.process.pid} never got ready"
-            )
-            continue
-        established += message[1]
-        errors.extend(message[2])
+        started.append(WatcherProcess(start_worker(run_watch_worker, (plan,)), plan))
+    established, errors = await_ready(
+        [watcher.worker for watcher in started],
+        started[0].plan.connect_timeout + _MESSAGE_SLACK,
+    )
     return started, established, errors
 
 
@@ -855,7 +790,11 @@ def soak(options: argparse.Namespace) -> tuple[LoadResult, Verdict]:
     Start everything, run the traffic, judge; stop everything.
     """
     namespaces = [f"soak-{index}" for index in range(options.namespaces)]
-    with running_stack(options) as stack:
+    with running_stack(
+        options.wardled_arg,
+        with_etcd=options.backend == "etcd",
+        prefix="wardled-soak-",
+    ) as stack:
         _log(
             f"wardled {stack.wardled.url} (pid {stack.wardled.pid}), backend {options.backend}"
         )

@@ -44,9 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -59,12 +57,9 @@ if not __package__:  # run as a script: make the repository importable
 from bench._http import Endpoint, TlsFiles
 from bench._options import parse_options, phase_settings, rate_for
 from bench._phase import PhaseSpec, run_phase
-from bench._proc import (
-    machine_description,
-    pid_running,
-    raise_open_files_limit,
-)
+from bench._proc import machine_description, raise_open_files_limit
 from bench._report import Comparison, PhaseResult, comparison_rows, rst_table
+from bench._stack import running_stack
 from bench._targets import (
     etcd_first_value,
     etcd_revision,
@@ -76,7 +71,7 @@ from bench._targets import (
     wardled_writer,
 )
 from tests.etcdserver import EtcdServer, etcd_binary
-from tests.harness import ADMIN, TestPKI, WardledProcess
+from tests.harness import WardledProcess
 
 WARDLED_PREFIX = b"/registry/wardle.example.com/"
 WARMUP_NAMESPACE = "bench-warmup"
@@ -134,30 +129,17 @@ def running_servers(wardled_args: Sequence[str]) -> Iterator[Servers]:
     """
     Start etcd, a PKI and wardled; stop them and remove their files on exit.
     """
-    work_dir = tempfile.mkdtemp(prefix="wardled-bench-")
-    etcd: EtcdServer | None = None
-    wardled: WardledProcess | None = None
-    try:
-        etcd = EtcdServer.start()
-        pki = TestPKI.create(os.path.join(work_dir, "pki"))
-        wardled = WardledProcess.start(etcd.url, pki, wardled_args)
-        admin = pki.users[ADMIN]
-        tls = TlsFiles(pki.ca_file, admin.cert_file, admin.key_file)
+    with running_stack(wardled_args, with_etcd=True, prefix="wardled-bench-") as stack:
+        etcd = stack.etcd
+        assert etcd is not None
         yield Servers(
             etcd=etcd,
-            wardled=wardled,
-            wardled_endpoint=_endpoint_of(wardled.url, tls),
+            wardled=stack.wardled,
+            wardled_endpoint=stack.endpoint,
             etcd_endpoint=_endpoint_of(etcd.url, None),
-            etcd_pid=pid_running(f"--data-dir={etcd.data_dir}"),
-            stored_value=_warm_up(wardled, etcd.url),
+            etcd_pid=etcd.pid,
+            stored_value=_warm_up(stack.wardled, etcd.url),
         )
-    finally:
-        if wardled is not None:
-            wardled.stop()
-            shutil.rmtree(wardled.work_dir, ignore_errors=True)
-        if etcd is not None:
-            etcd.stop()
-        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _wardled_spec(servers: Servers, watchers: int, rate: float, tag: str) -> PhaseSpec:

@@ -28,16 +28,14 @@ from typing import Any
 
 from tests.etcdserver import (
     READY_TIMEOUT,
+    SHM,
     EtcdStartError,
-    _clean_environment,
-    _free_ports,
-    _is_healthy,
     etcd_binary,
-    stop_process,
+    etcd_environment,
+    is_healthy,
 )
-
-_POLL_INTERVAL = 0.05
-_SHM = "/dev/shm"
+from tests.processes import free_ports, read_log, spawn_logged, stop_process
+from tests.waiting import wait_for
 
 
 class EtcdMember:
@@ -89,15 +87,13 @@ class EtcdMember:
         """
         Run etcd for this member (without waiting for it).
         """
-        with open(self._log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(binary, initial_cluster),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_clean_environment(),
-                close_fds=True,
-            )
+        self.process = spawn_logged(
+            self.command(binary, initial_cluster),
+            self._log_path,
+            env=etcd_environment(),
+            append=True,
+            kill_at_exit=False,
+        )
 
     @property
     def running(self) -> bool:
@@ -120,11 +116,7 @@ class EtcdMember:
         """
         What this member logged so far.
         """
-        try:
-            with open(self._log_path, "rb") as log:
-                return log.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
+        return read_log(self._log_path, "(no log)")
 
     def __repr__(self) -> str:
         return f"<EtcdMember {self.name} {self.url}>"
@@ -155,10 +147,10 @@ class EtcdCluster:
         @raise EtcdStartError: a member exited or was not healthy in time.
         """
         binary = etcd_binary()
-        if base_dir is None and os.access(_SHM, os.W_OK):
-            base_dir = _SHM
+        if base_dir is None and os.access(SHM, os.W_OK):
+            base_dir = SHM
         own_dir = tempfile.mkdtemp(prefix="wardled-etcd-cluster-", dir=base_dir)
-        ports = _free_ports(2 * size)
+        ports = free_ports(2 * size)
         members = [
             EtcdMember(own_dir, f"m{index}", ports[2 * index], ports[2 * index + 1])
             for index in range(size)
@@ -190,23 +182,25 @@ class EtcdCluster:
         @raise EtcdStartError: one exited, or time ran out.
         """
         waiting = [self.members[index] for index in indices]
-        deadline = time.monotonic() + timeout
-        while waiting:
+
+        def all_healthy() -> bool:
             for member in list(waiting):
-                if member.process is None or member.process.poll() is not None:
+                if not member.running:
                     raise EtcdStartError(
                         f"etcd member {member.name} is not running; log:\n{member.log()}"
                     )
-                if _is_healthy(member.url):
+                if is_healthy(member.url):
                     waiting.remove(member)
-            if waiting and time.monotonic() > deadline:
-                logs = "\n".join(f"--- {m.name}:\n{m.log()}" for m in waiting)
-                raise EtcdStartError(
-                    f"etcd members {[m.name for m in waiting]} not healthy after "
-                    f"{timeout:g}s; logs:\n{logs}"
-                )
-            if waiting:
-                time.sleep(_POLL_INTERVAL)
+            return not waiting
+
+        def not_healthy() -> EtcdStartError:
+            logs = "\n".join(f"--- {m.name}:\n{m.log()}" for m in waiting)
+            return EtcdStartError(
+                f"etcd members {[m.name for m in waiting]} not healthy after "
+                f"{timeout:g}s; logs:\n{logs}"
+            )
+
+        wait_for(all_healthy, timeout, not_healthy)
 
     def stop_member(self, index: int, sig: int = signal.SIGKILL) -> None:
         """

@@ -16,22 +16,21 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 import attrs
 
+# stop_process is imported from here by tests written before tests.processes.
+from tests.processes import free_ports, read_log, spawn_logged, stop_process
+from tests.waiting import wait_serving
+
 ETCD_PATH = "/usr/bin/etcd"
 READY_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
-_POLL_INTERVAL = 0.05
-_SHM = "/dev/shm"
+SHM = "/dev/shm"
 
 
 class EtcdNotInstalled(RuntimeError):
@@ -64,23 +63,7 @@ def etcd_binary() -> str:
     return found
 
 
-def _free_ports(count: int) -> list[int]:
-    """
-    Ask the kernel for C{count} distinct free TCP ports on 127.0.0.1.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _clean_environment() -> dict[str, str]:
+def etcd_environment() -> dict[str, str]:
     """
     The current environment without C{ETCD_*} variables, which etcd would
     read as flags.
@@ -125,7 +108,7 @@ class EtcdTLS:
         return context
 
 
-def _is_healthy(url: str, tls: EtcdTLS | None = None) -> bool:
+def is_healthy(url: str, tls: EtcdTLS | None = None) -> bool:
     """
     Whether C{GET url/health} answers C{"health": "true"} right now.
     """
@@ -186,10 +169,10 @@ class EtcdServer:
             L{READY_TIMEOUT} seconds.
         """
         binary = etcd_binary()
-        if base_dir is None and os.access(_SHM, os.W_OK):
-            base_dir = _SHM
+        if base_dir is None and os.access(SHM, os.W_OK):
+            base_dir = SHM
         own_dir = tempfile.mkdtemp(prefix="wardled-etcd-", dir=base_dir)
-        client_port, peer_port = _free_ports(2)
+        client_port, peer_port = free_ports(2)
         server = cls(own_dir, client_port, peer_port, tls)
         try:
             server._launch(binary)
@@ -220,43 +203,32 @@ class EtcdServer:
         """
         Run etcd and block until it is healthy.
         """
-        with open(self._log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                self._command(binary),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_clean_environment(),
-                close_fds=True,
-            )
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EtcdStartError(
-                    f"etcd exited with {self._process.returncode} before "
-                    f"becoming healthy at {self.url}; log:\n{self.log()}"
-                )
-            if _is_healthy(self.url, self.tls):
-                return
-            time.sleep(_POLL_INTERVAL)
-        raise EtcdStartError(
-            f"etcd at {self.url} not healthy after {READY_TIMEOUT:g}s; "
-            f"log:\n{self.log()}"
+        self._process = spawn_logged(
+            self._command(binary),
+            self._log_path,
+            env=etcd_environment(),
+            append=True,
+            kill_at_exit=False,
+        )
+        wait_serving(
+            self._process,
+            lambda: is_healthy(self.url, self.tls),
+            READY_TIMEOUT,
+            exited=lambda code: EtcdStartError(
+                f"etcd exited with {code} before "
+                f"becoming healthy at {self.url}; log:\n{self.log()}"
+            ),
+            timed_out=lambda: EtcdStartError(
+                f"etcd at {self.url} not healthy after {READY_TIMEOUT:g}s; "
+                f"log:\n{self.log()}"
+            ),
         )
 
     def log(self) -> str:
         """
         Everything etcd has logged so far (its stderr).
         """
-        try:
-            with open(self._log_path, "rb") as log:
-                return log.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
+        return read_log(self._log_path, "(no log)")
 
     @property
     def running(self) -> bool:
@@ -264,6 +236,18 @@ class EtcdServer:
         Whether the etcd process is alive.
         """
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """
+        The process id of the etcd started last (to signal it from outside,
+        as an operator would).
+
+        @raise RuntimeError: it was stopped or killed through this object.
+        """
+        if self._process is None:
+            raise RuntimeError(f"etcd at {self.url} was stopped")
+        return self._process.pid
 
     def _end(self, sig: int) -> None:
         """
@@ -296,20 +280,6 @@ class EtcdServer:
 
     def __repr__(self) -> str:
         return f"<EtcdServer {self.url} data_dir={self.data_dir!r}>"
-
-
-def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
-    """
-    Send C{sig} to C{process} if it still runs, wait up to L{STOP_TIMEOUT}
-    seconds, then SIGKILL; always reaps it.
-    """
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class SharedEtcdMixin:

@@ -11,34 +11,38 @@ Everything here blocks; it runs in test code, never under a reactor.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import email.message
 import http.client
 import json
 import os
 import signal
-import socket
 import sqlite3
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self
 
 import attrs
 
-from tests.etcdserver import stop_process
+from tests.processes import (
+    free_port,
+    read_log,
+    spawn_logged,
+    spawn_module,
+    stop_process,
+    unbuffered_environment,
+)
+from tests.waiting import wait_for, wait_listening, wait_serving
 from wardled import certs
 
 KUBECTL = "/usr/bin/kubectl"
 CURL = "curl"
 START_TIMEOUT = 20.0
 REQUEST_TIMEOUT = 30.0
-_POLL_INTERVAL = 0.05
 
 ADMIN = "admin"
 ALICE = "alice"
@@ -51,15 +55,6 @@ def venv_bin(name: str) -> str:
     Python (the project's virtualenv).
     """
     return os.path.join(os.path.dirname(sys.executable), name)
-
-
-def free_port() -> int:
-    """
-    A TCP port on 127.0.0.1 that is free right now.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @attrs.frozen
@@ -273,19 +268,6 @@ def _encode_body(
     return json.dumps(body).encode("utf-8")
 
 
-_LIVE_PROCESSES: set[subprocess.Popen[bytes]] = set()
-
-
-def _kill_leftovers() -> None:
-    for process in list(_LIVE_PROCESSES):
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-atexit.register(_kill_leftovers)
-
-
 class WardledProcess:
     """
     A C{twistd -n wardled} subprocess on 127.0.0.1 and clients for it.
@@ -400,17 +382,8 @@ class WardledProcess:
         data_dir = os.path.join(work_dir, "data")
         args = cls.command(etcd_url, pki, port, extra_args, data_dir)
         log_path = os.path.join(work_dir, "wardled.log")
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=work_dir,
-                env=environment,
-            )
-        _LIVE_PROCESSES.add(process)
+        environment = unbuffered_environment(env)
+        process = spawn_logged(args, log_path, cwd=work_dir, env=environment)
         server = cls(process, port, pki, args, log_path, work_dir)
         server.etcd_url = etcd_url
         server.data_dir = None if etcd_url is not None else data_dir
@@ -427,26 +400,28 @@ class WardledProcess:
 
         @raise RuntimeError: the process exited or the time ran out.
         """
-        deadline = time.monotonic() + timeout
         last_error = "no answer yet"
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"wardled exited with {self._process.returncode} before "
-                    f"answering /healthz; output:\n{self.output()}"
-                )
-            try:
-                response = self.https("GET", "/healthz", timeout=2.0)
-            except (OSError, http.client.HTTPException) as error:
-                last_error = repr(error)
-            else:
-                if response.status == 200:
-                    return
-                last_error = f"HTTP {response.status}: {response.body!r}"
-            time.sleep(_POLL_INTERVAL)
-        raise RuntimeError(
-            f"wardled at {self.url} not healthy after {timeout:g}s "
-            f"({last_error}); output:\n{self.output()}"
+
+        def healthy() -> bool:
+            nonlocal last_error
+            problem = self._not_ok("/healthz")
+            if problem is None:
+                return True
+            last_error = problem
+            return False
+
+        wait_serving(
+            self._process,
+            healthy,
+            timeout,
+            exited=lambda code: RuntimeError(
+                f"wardled exited with {code} before "
+                f"answering /healthz; output:\n{self.output()}"
+            ),
+            timed_out=lambda: RuntimeError(
+                f"wardled at {self.url} not healthy after {timeout:g}s "
+                f"({last_error}); output:\n{self.output()}"
+            ),
         )
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
@@ -456,15 +431,23 @@ class WardledProcess:
 
         @raise RuntimeError: the time ran out.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.https("GET", "/readyz", timeout=2.0).status == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(_POLL_INTERVAL)
-        raise RuntimeError(f"wardled at {self.url} not ready after {timeout:g}s")
+        wait_for(
+            lambda: self._not_ok("/readyz") is None,
+            timeout,
+            lambda: RuntimeError(f"wardled at {self.url} not ready after {timeout:g}s"),
+        )
+
+    def _not_ok(self, path: str) -> str | None:
+        """
+        Why C{GET path} does not answer 200 right now; C{None} when it does.
+        """
+        try:
+            response = self.https("GET", path, timeout=2.0)
+        except (OSError, http.client.HTTPException) as error:
+            return repr(error)
+        if response.status == 200:
+            return None
+        return f"HTTP {response.status}: {response.body!r}"
 
     @property
     def pid(self) -> int:
@@ -484,11 +467,7 @@ class WardledProcess:
         """
         Everything the server wrote to stdout and stderr so far.
         """
-        try:
-            with open(self._log_path, "rb") as log:
-                return log.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no output)"
+        return read_log(self._log_path, "(no output)")
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """
@@ -497,10 +476,8 @@ class WardledProcess:
 
         @return: the exit status.
         """
-        process = self._process
-        stop_process(process, sig)
-        _LIVE_PROCESSES.discard(process)
-        return process.returncode
+        stop_process(self._process, sig)
+        return self._process.returncode
 
     def _connection(
         self, user: str | None, timeout: float, context: ssl.SSLContext | None = None
@@ -729,8 +706,7 @@ class WhoAmIServer:
         port = free_port()
         work_dir = cert_dir or tempfile.mkdtemp(prefix="wardled-tls-")
         os.makedirs(work_dir, exist_ok=True)
-        args = [sys.executable, "-m", "tests.tlsserver", "--port", str(port)]
-        args += ["--cert-dir", work_dir]
+        args = ["--port", str(port), "--cert-dir", work_dir]
         for flag, value in (
             ("--cert", cert_file),
             ("--key", key_file),
@@ -741,17 +717,7 @@ class WhoAmIServer:
         if not http2:
             args.append("--no-http2")
         log_path = os.path.join(work_dir, f"tlsserver-{port}.log")
-        repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=repository,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        _LIVE_PROCESSES.add(process)
+        process = spawn_module("tests.tlsserver", args, log_path)
         server = cls(process, port, log_path)
         try:
             server._wait_listening(timeout)
@@ -761,35 +727,30 @@ class WhoAmIServer:
         return server
 
     def _wait_listening(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"tlsserver exited with {self._process.returncode}; "
-                    f"output:\n{self.output()}"
-                )
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 1.0).close()
-            except OSError:
-                time.sleep(_POLL_INTERVAL)
-            else:
-                return
-        raise RuntimeError(f"tlsserver not listening; output:\n{self.output()}")
+        wait_listening(
+            "127.0.0.1",
+            self.port,
+            self._process,
+            timeout,
+            exited=lambda code: RuntimeError(
+                f"tlsserver exited with {code}; output:\n{self.output()}"
+            ),
+            timed_out=lambda: RuntimeError(
+                f"tlsserver not listening; output:\n{self.output()}"
+            ),
+        )
 
     def output(self) -> str:
         """
         What the server logged so far.
         """
-        with open(self._log_path, "rb") as log:
-            return log.read().decode("utf-8", "replace")
+        return read_log(self._log_path, "(no output)")
 
     def stop(self) -> None:
         """
         Terminate it and wait; idempotent.
         """
-        process = self._process
-        stop_process(process)
-        _LIVE_PROCESSES.discard(process)
+        stop_process(self._process)
 
     def curl(
         self,

@@ -37,18 +37,15 @@ Where the stand-in knowingly differs from kube-apiserver:
 from __future__ import annotations
 
 import argparse
-import atexit
 import copy
 import datetime
 import http.client
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -61,7 +58,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from tests.etcdserver import stop_process
+from tests.processes import free_port, read_log, spawn_module, stop_process
+from tests.waiting import wait_serving
 from wardled import apierrors, certs
 from wardled.apierrors import GroupKind, GroupResource, StatusError
 from wardled.apis import field
@@ -97,7 +95,6 @@ LOG_NAME = "kubestandin.log"
 
 START_TIMEOUT = 20.0
 CONTROL_TIMEOUT = 10.0
-_POLL_INTERVAL = 0.05
 
 # Keys a SubjectAccessReview allow rule may have; the resource keys make a
 # rule apply to resource requests only, nonResourceURLs to the others.
@@ -1255,26 +1252,6 @@ class StandInError(RuntimeError):
     """
 
 
-_LIVE_PROCESSES: set[subprocess.Popen[bytes]] = set()
-
-
-def _kill_leftovers() -> None:
-    for process in list(_LIVE_PROCESSES):
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-            process.kill()
-            process.wait()
-
-
-atexit.register(_kill_leftovers)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _make_certificates(directory: str) -> None:
     def path(name: str) -> str:
         return os.path.join(directory, name)
@@ -1331,27 +1308,10 @@ class KubeStandIn:
         """
         os.makedirs(directory, exist_ok=True)
         _make_certificates(directory)
-        port = _free_port()
-        repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        command = [
-            sys.executable,
-            "-m",
-            "tests.kubestandin",
-            "--port",
-            str(port),
-            "--directory",
-            os.path.abspath(directory),
-        ]
-        with open(os.path.join(directory, LOG_NAME), "wb") as log:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=repository,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        _LIVE_PROCESSES.add(process)
+        port = free_port()
+        arguments = ["--port", str(port), "--directory", os.path.abspath(directory)]
+        log_path = os.path.join(directory, LOG_NAME)
+        process = spawn_module("tests.kubestandin", arguments, log_path)
         standin = cls(process, port, directory)
         certs.write_kubeconfig(
             standin.kubeconfig,
@@ -1369,20 +1329,24 @@ class KubeStandIn:
         return standin
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise StandInError(
-                    f"kubestandin exited with {self._process.returncode}; "
-                    f"output:\n{self.output()}"
-                )
-            try:
-                self._control("GET", "/healthz", timeout=1.0)
-            except (OSError, http.client.HTTPException):
-                time.sleep(_POLL_INTERVAL)
-            else:
-                return
-        raise StandInError(f"kubestandin did not answer; output:\n{self.output()}")
+        wait_serving(
+            self._process,
+            self._answers,
+            timeout,
+            exited=lambda code: StandInError(
+                f"kubestandin exited with {code}; output:\n{self.output()}"
+            ),
+            timed_out=lambda: StandInError(
+                f"kubestandin did not answer; output:\n{self.output()}"
+            ),
+        )
+
+    def _answers(self) -> bool:
+        try:
+            self._control("GET", "/healthz", timeout=1.0)
+        except (OSError, http.client.HTTPException):
+            return False
+        return True
 
     @property
     def pid(self) -> int:
@@ -1549,8 +1513,7 @@ class KubeStandIn:
         """
         What the server logged so far.
         """
-        with open(self._log_path, "rb") as log:
-            return log.read().decode("utf-8", "replace")
+        return read_log(self._log_path, "(no output)")
 
     def stop(self) -> None:
         """
@@ -1560,7 +1523,6 @@ class KubeStandIn:
         if process.poll() is None:
             process.send_signal(signal.SIGCONT)
         stop_process(process)
-        _LIVE_PROCESSES.discard(process)
 
     def __repr__(self) -> str:
         return f"<KubeStandIn {self.url} pid={self._process.pid}>"

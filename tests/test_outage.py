@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 import pytest
 
+from tests import waiting
 from tests.etcdserver import EtcdServer
 from tests.harness import Stream, TestPKI, WardledProcess, free_port
 
@@ -73,37 +74,39 @@ def outage(
 # -- etcd ---------------------------------------------------------------------
 
 
-def etcd_pid(etcd: EtcdServer) -> int:
-    """
-    The process id of the etcd serving C{etcd.data_dir} (found in C{/proc},
-    so a signal can be sent without reaching into L{EtcdServer}).
-    """
-    marker = f"--data-dir={etcd.data_dir}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as source:
-                arguments = source.read().split(b"\0")
-        except OSError:
-            continue
-        if marker in arguments:
-            return int(entry)
-    raise LookupError(f"no etcd process for {etcd.data_dir}")
-
-
 def take_down(etcd: EtcdServer, sig: int) -> None:
     """
     Send C{sig} to etcd; for a terminating signal, wait until it is gone
     (its data stays for L{bring_back}).
     """
-    os.kill(etcd_pid(etcd), sig)
+    os.kill(etcd.pid, sig)
     if sig == signal.SIGSTOP:
+        # The signal stops etcd's threads asynchronously: a request sent at
+        # once may still be answered.  Wait until every thread is stopped.
+        waiting.wait_for(
+            lambda: all_threads_stopped(etcd.pid),
+            10,
+            lambda: AssertionError("etcd did not stop"),
+        )
         return
-    deadline = time.monotonic() + 10
-    while etcd.running:
-        assert time.monotonic() < deadline, "etcd did not exit"
-        time.sleep(0.05)
+    waiting.wait_for(
+        lambda: not etcd.running, 10, lambda: AssertionError("etcd did not exit")
+    )
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """
+    Whether every thread of process C{pid} is in the stopped state (C{T}).
+    """
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                # The state follows the parenthesised command name.
+                states.append(stat.read().rpartition(")")[2].split()[0])
+        except OSError:
+            continue  # the thread has exited
+    return bool(states) and all(state == "T" for state in states)
 
 
 def bring_back(etcd: EtcdServer, sig: int) -> None:
@@ -112,7 +115,7 @@ def bring_back(etcd: EtcdServer, sig: int) -> None:
     same port and data; block until it is healthy.
     """
     if sig == signal.SIGSTOP:
-        os.kill(etcd_pid(etcd), signal.SIGCONT)
+        os.kill(etcd.pid, signal.SIGCONT)
     else:
         etcd.restart()
 
@@ -167,11 +170,11 @@ def wait_ready(wardled: WardledProcess, timeout: float = RECOVERY_TIMEOUT) -> fl
     Block until C{/readyz} answers 200; the seconds it took.
     """
     started = time.monotonic()
-    while wardled.https("GET", "/readyz", timeout=10).status != 200:
-        assert time.monotonic() - started < timeout, wardled.https(
-            "GET", "/readyz?verbose"
-        ).body
-        time.sleep(0.05)
+    waiting.wait_for(
+        lambda: wardled.https("GET", "/readyz", timeout=10).status == 200,
+        timeout,
+        lambda: AssertionError(wardled.https("GET", "/readyz?verbose").body),
+    )
     return time.monotonic() - started
 
 
@@ -342,12 +345,12 @@ class Writer:
         )
 
     def wait_for(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.acked) < count:
-            assert time.monotonic() < deadline, (
-                f"only {len(self.acked)} writes acknowledged"
-            )
-            time.sleep(0.02)
+        waiting.wait_for(
+            lambda: len(self.acked) >= count,
+            timeout,
+            lambda: AssertionError(f"only {len(self.acked)} writes acknowledged"),
+            interval=0.02,
+        )
 
 
 def read_watch_until(stream: Stream, last_name: str) -> tuple[list[Any], Any]:
