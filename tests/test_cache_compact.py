@@ -217,11 +217,21 @@ class CodecRoundTripTests(SynchronousTestCase):
     def check(self, stored: bytes, resource: Any = FLUNDERS) -> None:
         codec = ResourceCodec(resource)
         internal = resource.from_storage(stored, 12)
+        before = json.dumps(internal)
         data = codec.encode(internal)
         back = codec.decode(data, 12)
         self.assertEqual(back, internal)
         self.assertEqual(json.dumps(back), json.dumps(internal))
         self.assertEqual(resource.from_storage(data, 12), internal)
+        # Every other version: converting the bytes gives what encoding the
+        # object in that version gives, and leaves the object alone.
+        for version in resource.versions:
+            self.assertEqual(
+                codec.transcode(data, version),
+                encode_json(resource.encode_item(version, internal))[:-1],
+                version,
+            )
+        self.assertEqual(json.dumps(internal), before)
 
     def test_specs(self) -> None:
         for spec in (

@@ -62,6 +62,23 @@ class DefaultingAndConversionTests(SynchronousTestCase):
         self.assertNotIn("kind", listed["items"][0])
         self.assertNotIn("apiVersion", listed["items"][0])
 
+    def test_conversions_copy_unless_handed_over(self) -> None:
+        """
+        A conversion's result shares nothing with its input, so either may
+        be changed; handed over (C{owned}), the input's parts are reused.
+        """
+        obj = internal("v1alpha1", {"reference": "a"})
+        obj["metadata"]["labels"] = {"x": "1"}
+        for version in FLUNDERS.versions.values():
+            copied = version.from_internal(obj)
+            copied["metadata"]["labels"]["x"] = "2"
+            self.assertEqual(obj["metadata"]["labels"], {"x": "1"}, version.name)
+            back = version.to_internal(copied)
+            back["metadata"]["labels"]["x"] = "3"
+            self.assertEqual(copied["metadata"]["labels"], {"x": "2"}, version.name)
+            shared = version.from_internal(obj, owned=True)
+            self.assertIs(shared["metadata"], obj["metadata"], version.name)
+
     def test_fischer_identity(self) -> None:
         obj = FISCHERS.decode_request(
             "v1alpha1", {"metadata": {"name": "f"}, "disallowedFlunders": ["a", "b"]}

@@ -167,7 +167,8 @@ def list_body(
 def _joinable(version: str, output: Output, request: IRequest) -> bool:
     """
     Whether a response in C{version} as C{output} is plain compact JSON of
-    the object(s) themselves, which cached bytes in C{version} can make.
+    the object(s) themselves, which cached bytes can make (in their own
+    version by joining them, in another by converting each).
     """
     return (
         output.encoding == "json"
@@ -188,11 +189,11 @@ def type_members(kind: str, api_version: str) -> bytes:
 def object_bytes(resource: ResourceType, version: str, cached: CachedObject) -> bytes | None:
     """
     The compact JSON of C{cached} as C{version} shows it (with C{kind} and
-    C{apiVersion}, no newline), from its cached bytes; None when it has no
-    bytes in C{version}.
+    C{apiVersion}, no newline), from its cached bytes; None when it is not
+    held as bytes.
     """
-    data = cached.data
-    if data is None or cached.version != version:
+    data = cached.data_in(version)
+    if data is None:
         return None
     members = type_members(resource.kind, resource.api_version(version))
     return negotiate.prepend_members(members, data)
@@ -225,12 +226,12 @@ def _list_bytes(
 ) -> bytes | None:
     """
     The compact JSON of a list of C{cached}, from their bytes; None unless
-    they all have bytes in C{version}.
+    they are all held as bytes.
     """
     items: list[bytes] = []
     for entry in cached:
-        data = entry.data
-        if data is None or entry.version != version:
+        data = entry.data_in(version)
+        if data is None:
             return None
         items.append(data)
     members = negotiate.json_members(

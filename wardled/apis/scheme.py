@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -39,6 +39,18 @@ def _no_defaults(obj: Object) -> None:
     """Versions without defaulters."""
 
 
+class Conversion(Protocol):
+    """
+    Converts an object between a version and the internal form.
+
+    The result shares nothing with C{obj} (callers may change either),
+    unless C{owned}: the caller hands C{obj} over (a fresh decode it will
+    not use again) and the result may reuse its parts instead of copying.
+    """
+
+    def __call__(self, obj: Object, /, owned: bool = False) -> Object: ...
+
+
 @attrs.frozen
 class Version:
     """
@@ -56,8 +68,8 @@ class Version:
 
     name: str
     schema: Struct
-    to_internal: Callable[[Object], Object]
-    from_internal: Callable[[Object], Object]
+    to_internal: Conversion
+    from_internal: Conversion
     default: Callable[[Object], None] = _no_defaults
     deprecated_in: tuple[str, str] | None = None
 

@@ -139,18 +139,25 @@ def default_flunder_v1alpha1(flunder: Object) -> None:
 # Conversion --------------------------------------------------------------
 
 
-def _with_spec(obj: Object, spec: Object) -> Object:
+def _with_spec(obj: Object, spec: Object, owned: bool) -> Object:
     """
-    A copy of C{obj} with C{spec} replaced, keeping the key order.
+    C{obj} with C{spec} replaced, keeping the key order: a copy, or when
+    the caller hands C{obj} over (C{owned}) a new top level sharing its
+    other parts.
     """
-    converted = {key: deep_copy(value) for key, value in obj.items() if key != "spec"}
+    copy = _share if owned else deep_copy
+    converted = {key: copy(value) for key, value in obj.items() if key != "spec"}
     result = {"metadata": converted.pop("metadata", {}), "spec": spec}
     result.update(converted)
     result.setdefault("status", {})
     return result
 
 
-def flunder_v1alpha1_to_internal(flunder: Object) -> Object:
+def _share(value: Any) -> Any:
+    return value
+
+
+def flunder_v1alpha1_to_internal(flunder: Object, owned: bool = False) -> Object:
     """
     One C{reference} plus its type becomes the matching typed reference; an
     unknown type drops both, as the reference's hand-written conversion does.
@@ -162,10 +169,10 @@ def flunder_v1alpha1_to_internal(flunder: Object) -> Object:
         internal_spec = _spec(spec.get("reference", ""), "", FLUNDER)
     elif reference_type == FISCHER:
         internal_spec = _spec("", spec.get("reference", ""), FISCHER)
-    return _with_spec(flunder, internal_spec)
+    return _with_spec(flunder, internal_spec, owned)
 
 
-def flunder_internal_to_v1alpha1(flunder: Object) -> Object:
+def flunder_internal_to_v1alpha1(flunder: Object, owned: bool = False) -> Object:
     spec = flunder.get("spec", {})
     reference_type = spec.get("referenceType", "")
     versioned: Object = {}
@@ -175,7 +182,7 @@ def flunder_internal_to_v1alpha1(flunder: Object) -> Object:
         versioned = {"reference": spec.get("fischerReference", ""), "referenceType": FISCHER}
     if not versioned.get("reference"):
         versioned.pop("reference", None)
-    return _with_spec(flunder, versioned)
+    return _with_spec(flunder, versioned, owned)
 
 
 def _spec(flunder_reference: str, fischer_reference: str, reference_type: str) -> Object:
@@ -187,11 +194,12 @@ def _spec(flunder_reference: str, fischer_reference: str, reference_type: str) -
     return {key: value for key, value in spec.items() if value}
 
 
-def identity(obj: Object) -> Object:
+def identity(obj: Object, owned: bool = False) -> Object:
     """
-    Conversion between versions with the same shape.
+    Conversion between versions with the same shape: a copy, or C{obj}
+    itself when the caller hands it over.
     """
-    return deep_copy(obj)
+    return obj if owned else deep_copy(obj)
 
 
 # Validation --------------------------------------------------------------

@@ -133,6 +133,14 @@ class Packer:
         self._remember(cached, obj)
         return obj
 
+    def transcoded(self, cached: CachedObject, version: str) -> bytes:
+        """
+        The bytes of a compact C{cached} in another C{version}.
+        """
+        data = cached.data
+        assert data is not None
+        return self.codec.transcode(data, version)
+
     def _remember(self, cached: CachedObject, obj: Object) -> None:
         memo = self._memo
         memo[cached] = obj

@@ -42,6 +42,8 @@ class _Unpacker(Protocol):
 
     def decoded(self, cached: CachedObject) -> Object: ...
 
+    def transcoded(self, cached: CachedObject, version: str) -> bytes: ...
+
 
 class CachedObject:
     """
@@ -162,6 +164,19 @@ class CachedObject:
             return None
         return self._body  # type: ignore[return-value]
 
+    def data_in(self, version: str) -> bytes | None:
+        """
+        For a compact object: its JSON as a list item in C{version}, as
+        L{data} is in L{version} (converted from L{data} when the versions
+        differ; nothing is kept); else None.
+        """
+        unpacker = self._unpacker
+        if unpacker is None:
+            return None
+        if unpacker.version == version:
+            return self._body  # type: ignore[return-value]
+        return unpacker.transcoded(self, version)
+
     @property
     def version(self) -> str | None:
         """
@@ -194,6 +209,12 @@ class IObjectCodec(Interface):
     def decode(data: bytes, revision: int) -> Object:
         """
         The internal object C{encode} was given, from its bytes.
+        """
+
+    def transcode(data: bytes, version: str) -> bytes:
+        """
+        What C{encode} would make of the same object in C{version} (another
+        served version), from its bytes.
         """
 
 

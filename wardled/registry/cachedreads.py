@@ -68,8 +68,19 @@ class ResourceCodec:
         them back is enough, without the schema walk C{from_storage} does.
         """
         to_internal = self.resource.versions[self.version].to_internal
-        obj: Object = to_internal(json.loads(data))
+        obj: Object = to_internal(json.loads(data), owned=True)
         return obj
+
+    def transcode(self, data: bytes, version: str) -> bytes:
+        """
+        The bytes of the same object as a list item of C{version}: decoded
+        and converted without copying (the decode is this call's own), then
+        encoded as a response would encode it.
+        """
+        versions = self.resource.versions
+        internal = versions[self.version].to_internal(json.loads(data), owned=True)
+        shown = versions[version].from_internal(internal, owned=True)
+        return encode_json(shown)[:-1]
 
 
 async def cache_revision(cacher: ICacher | None, resource_version: int, any_version: bool) -> int | None:
