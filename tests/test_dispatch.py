@@ -176,6 +176,30 @@ class RoutesTests(SynchronousTestCase):
         self.assertEqual(json.loads(body)["metadata"]["name"], "a")
         channel.connectionLost(Failure(ConnectionDone()))
 
+    def test_later_answers_have_a_length_too(self) -> None:
+        """
+        An answer the handler gives later (after waiting for storage) is
+        also written whole, with a Content-Length.
+        """
+        waiting: Deferred[bytes] = Deferred()
+
+        async def slow(request: IRequest) -> bytes:
+            return await waiting
+
+        self.routes.api.resource = slow  # type: ignore[method-assign]
+        site = QuietSite(self.root, reactor=self.clock)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET " + FLUNDERS.encode() + b"/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        self.assertEqual(transport.value(), b"")
+        waiting.callback(b'{"late":true}')
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertIn(b"\r\nContent-Length: 13\r\n", head + b"\r\n")
+        self.assertNotIn(b"Transfer-Encoding", head)
+        self.assertEqual(body, b'{"late":true}')
+        channel.connectionLost(Failure(ConnectionDone()))
+
     def test_failures_are_status_bodies(self) -> None:
         """
         An error raised by a handler becomes the Status Klein's error

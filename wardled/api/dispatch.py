@@ -108,6 +108,9 @@ class Routes(Resource):
                 self.log.failure("serving {path} failed after the client left", outcome, path=request.path)
             return
         body = self._body(request, outcome)
+        # Whole, as Twisted writes a body returned at once (and Go a small
+        # one): with its length, not chunked.
+        request.setHeader(b"content-length", b"%d" % len(body))
         if body:
             request.write(body)
         request.finish()

@@ -28,6 +28,7 @@ go-yaml would read them back as something else).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -251,6 +252,9 @@ def negotiate_error_output(accept: str | None) -> Output:
     return _negotiate(accept, _ERROR_RESTRICTIONS) or RAW_JSON_OUTPUT
 
 
+# Clients send the same few Accept headers over and over (kubectl, client-go,
+# curl): remember the answers (both arguments and the result are immutable).
+@functools.lru_cache(maxsize=256)
 def _negotiate(accept: str | None, restrictions: _Restrictions) -> Output | None:
     if not accept:
         return DEFAULT_OUTPUT
