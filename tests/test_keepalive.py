@@ -8,12 +8,8 @@ and mutual TLS) proving that sequential calls share one connection.
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
-from typing import Any, ClassVar
+from typing import Any
 
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
@@ -33,8 +29,8 @@ from twisted.web.server import Request
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests.etcdserver import EtcdServer, EtcdTLS, SharedEtcdMixin
-from tests.test_storage_etcd import _TestCA
+from tests.etcdserver import SharedEtcdMixin
+from tests.etcdtls import MutualTLSEtcdMixin
 from wardled.storage._gateway import Gateway, tls_policy
 from wardled.storage._keepalive import (
     AgentTransport,
@@ -760,45 +756,12 @@ class RealEtcdTests(SharedEtcdMixin, TestCase):
         return Deferred.fromCoroutine(run())
 
 
-class TLSEtcdTests(TestCase):
+class TLSEtcdTests(MutualTLSEtcdMixin, TestCase):
     """
     Kept-alive connections to etcd over HTTPS with client certificates.
     """
 
     timeout = 60
-    etcd: EtcdServer | None = None
-    files: ClassVar[dict[str, str]] = {}
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        if cls.etcd is not None:
-            cls.etcd.stop()
-            cls.etcd = None
-
-    def setUp(self) -> None:
-        cls = type(self)
-        if cls.etcd is None:
-            directory = tempfile.mkdtemp(prefix="wardled-keepalive-pki-")
-            atexit.register(shutil.rmtree, directory, True)
-            ca = _TestCA("etcd-ca")
-            cert, key = ca.issue(
-                directory,
-                "etcd",
-                ExtendedKeyUsageOID.SERVER_AUTH,
-                ExtendedKeyUsageOID.CLIENT_AUTH,
-            )
-            client_cert, client_key = ca.issue(
-                directory, "wardled", ExtendedKeyUsageOID.CLIENT_AUTH
-            )
-            cls.files = {
-                "ca": ca.write(directory),
-                "cert": client_cert,
-                "key": client_key,
-            }
-            tls = EtcdTLS(cls.files["ca"], cert, key, client_cert, client_key)
-            cls.etcd = EtcdServer.start(tls=tls)
-            atexit.register(cls.etcd.stop)
-        self.server = cls.etcd
 
     def test_mutual_tls_one_connection(self) -> Deferred[None]:
         counter = ConnectionCounter()
