@@ -71,6 +71,13 @@ class Routes(Resource):
 
     def render(self, request: IRequest) -> Any:
         if not is_plain_resource_request(request):
+            # Klein answers a path that is not UTF-8 once decoded with a bare
+            # text 400; route it with U+FFFD in place, as the filters' request
+            # info reads it.
+            request.postpath = [
+                segment.decode("utf-8", "replace").encode("utf-8")
+                for segment in request.postpath
+            ]
             return self.klein.render(request)
         serving = ensureDeferred(self.api.resource(request))
         outcome: list[object] = []

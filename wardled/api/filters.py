@@ -209,12 +209,6 @@ class FilteredResource(Resource):
         audit_id = new_audit_id()
         request.setHeader(b"audit-id", audit_id.encode())
         request.setHeader(b"cache-control", b"no-cache, private")
-        # Klein answers a path that is not UTF-8 once decoded with a bare
-        # text 400; route it with U+FFFD in place, as L{_request_info} reads it.
-        request.postpath = [
-            segment.decode("utf-8", "replace").encode("utf-8")
-            for segment in request.postpath
-        ]
         record = None
         if self.observers:
             record = RequestRecord(request, audit_id)
