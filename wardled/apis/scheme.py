@@ -196,22 +196,26 @@ class ResourceType:
             )
         return body_version
 
-    def encode(self, version: str, internal: Object) -> Object:
+    def encode(self, version: str, internal: Object, *, shared: bool = False) -> Object:
         """
         The object as C{version} shows it, with C{apiVersion} and C{kind}.
+
+        @param shared: the result is only read (encoded or compared at
+            once, while C{internal} does not change), so it may share
+            C{internal}'s parts instead of copying them.
         """
         return {
             "kind": self.kind,
             "apiVersion": self.api_version(version),
-            **self.versions[version].from_internal(internal),
+            **self.versions[version].from_internal(internal, owned=shared),
         }
 
-    def encode_item(self, version: str, internal: Object) -> Object:
+    def encode_item(self, version: str, internal: Object, *, shared: bool = False) -> Object:
         """
         The object as a list item: the reference's typed lists give items no
-        C{kind}/C{apiVersion}.
+        C{kind}/C{apiVersion}.  C{shared}: see L{encode}.
         """
-        return self.versions[version].from_internal(internal)
+        return self.versions[version].from_internal(internal, owned=shared)
 
     def encode_list(
         self, version: str, items: list[Object], list_meta: Object
@@ -248,7 +252,7 @@ class ResourceType:
         The bytes stored in etcd: storage-version JSON without
         C{resourceVersion} and C{selfLink}, as the reference writes them.
         """
-        stored = self.encode(self.storage_version, internal)
+        stored = self.encode(self.storage_version, internal, shared=True)
         metadata = dict(stored.get("metadata", {}))
         metadata.pop("resourceVersion", None)
         metadata.pop("selfLink", None)
@@ -264,7 +268,7 @@ class ResourceType:
         served = self.versions[self.storage_version]
         decoded = served.schema.decode_root(_without_type(stored), DecodeContext())
         served.default(decoded)
-        internal = served.to_internal(decoded)
+        internal = served.to_internal(decoded, owned=True)  # both are ours alone
         set_resource_version(internal, mod_revision)
         return internal
 

@@ -59,7 +59,7 @@ class ResourceCodec:
         return self.resource.storage_version
 
     def encode(self, obj: Object) -> bytes:
-        return encode_json(self.resource.encode_item(self.version, obj))[:-1]
+        return encode_json(self.resource.encode_item(self.version, obj, shared=True))[:-1]
 
     def decode(self, data: bytes, revision: int) -> Object:
         """

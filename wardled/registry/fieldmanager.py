@@ -206,15 +206,17 @@ class FieldManager:
             return version
         return fallback
 
-    def _versioned(self, version: str, internal: Object | None) -> Object:
+    def _versioned(self, version: str, internal: Object | None, shared: bool = False) -> Object:
         if internal is None:
             return {}
-        return self.resource.encode(version, internal)
+        return self.resource.encode(version, internal, shared=shared)
 
     def _compare(self, version: str, live: Object | None, new: Object) -> Comparison:
         schema = self.resource.versions[version].schema
         return fieldpaths.compare(
-            schema, self._versioned(version, live), self._versioned(version, new)
+            schema,
+            self._versioned(version, live, shared=True),
+            self._versioned(version, new, shared=True),
         )
 
     # Update ----------------------------------------------------------------

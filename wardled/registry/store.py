@@ -10,7 +10,6 @@ internal objects; handlers decode and encode around it.
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 import uuid
@@ -23,6 +22,7 @@ from wardled import apierrors
 from wardled.admission import CREATE, AdmissionChain, Attributes
 from wardled.apis.field import ErrorType as FieldErrorType
 from wardled.apis.field import FieldError, GoRepr
+from wardled.apis.jsoncopy import deep_copy
 from wardled.apis.scheme import ResourceType, order_metadata, set_resource_version
 from wardled.auth.user import UserInfo
 from wardled.cache.interfaces import CachedObject, ICacher
@@ -373,7 +373,7 @@ class Store:
     async def create(
         self, namespace: str, obj: Object, user: UserInfo, dry_run: bool = False
     ) -> Object:
-        obj = copy.deepcopy(obj)
+        obj = deep_copy(obj)
         metadata = obj.setdefault("metadata", {})
         await self.admission.admit(
             Attributes(
@@ -464,12 +464,12 @@ class Store:
             attempt, before the strategy; returns the object to write (the
             field manager records C{managedFields} here).
         """
-        obj = copy.deepcopy(obj)
+        obj = deep_copy(obj)
         key = self.key(namespace, name)
         for _ in range(UPDATE_ATTEMPTS):
             kv, existing = await self._read_existing(key, name)
             self._check_update_version(name, obj, kv)
-            candidate = copy.deepcopy(obj)
+            candidate = deep_copy(obj)
             if prepare is not None:
                 candidate = prepare(existing, candidate)
             before_update(self.strategy, namespace, candidate, existing)
@@ -566,7 +566,7 @@ class Store:
             return DeleteResult(existing, deleted=False)
         finalizers = deletion_finalizers(metadata.get("finalizers", []), options)
         if finalizers:
-            marked = copy.deepcopy(existing)
+            marked = deep_copy(existing)
             marked_meta = marked["metadata"]
             marked_meta["finalizers"] = finalizers
             marked_meta["deletionTimestamp"] = _now_rfc3339(self.now())
