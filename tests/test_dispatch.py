@@ -11,7 +11,7 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -24,6 +24,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from wardled.api.dispatch import Routes, is_plain_resource_request
 from wardled.auth.user import authenticated
+from wardled.limits import LimitSettings, RequestLimits
 from wardled.server import QuietSite, build_api
 from wardled.storage.memory import MemoryStorage
 
@@ -198,6 +199,44 @@ class RoutesTests(SynchronousTestCase):
         self.assertIn(b"\r\nContent-Length: 13\r\n", head + b"\r\n")
         self.assertNotIn(b"Transfer-Encoding", head)
         self.assertEqual(body, b'{"late":true}')
+        channel.connectionLost(Failure(ConnectionDone()))
+
+    def test_deadline_cancels_the_handler(self) -> None:
+        """
+        A handler still waiting at the request's deadline is cancelled, and
+        the answer is the deadline's 504 Status, not the cancellation.
+        """
+        server = build_api(
+            self.storage, PREFIX, self.clock, lambda request: ADMIN,
+            limits=RequestLimits(self.clock, LimitSettings(request_timeout=5.0)),
+        )
+        assert server.multiplexer is not None
+        server.multiplexer.startService()
+        self.addCleanup(server.multiplexer.stopService)
+        waiting: Deferred[bytes] = Deferred()
+        cancelled: list[bool] = []
+
+        async def slow(request: IRequest) -> bytes:
+            try:
+                return await waiting
+            except CancelledError:
+                cancelled.append(True)
+                raise
+
+        filtered: Any = server.resource
+        filtered.routes.api.resource = slow
+        site = QuietSite(server.resource, reactor=self.clock)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET " + FLUNDERS.encode() + b"/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        self.clock.advance(4.9)
+        self.assertEqual((transport.value(), cancelled), (b"", []))
+        self.clock.advance(0.2)
+        self.assertEqual(cancelled, [True])
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 504 "), head)
+        self.assertEqual(json.loads(body)["reason"], "Timeout")
         channel.connectionLost(Failure(ConnectionDone()))
 
     def test_failures_are_status_bodies(self) -> None:

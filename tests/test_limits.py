@@ -37,6 +37,7 @@ from wardled.auth.user import UserInfo, authenticated
 from wardled.connlimits import HEADER_BYTES_LIMIT, HEADERS_TOO_LARGE, GuardedSite
 from wardled.limits import (
     MAX_BODY_DEPTH,
+    DeadlineCancelling,
     InflightLimiter,
     LimitSettings,
     RequestLimits,
@@ -147,7 +148,7 @@ class Server:
         self.authentication: Deferred[UserInfo] | None = None
         self.limits = RequestLimits(self.clock, settings)
         self.resource = FilteredResource(
-            self.routes.app.resource(),
+            DeadlineCancelling(self.routes.app.resource()),
             self.authenticate,
             Authorizer(AllowAll()),
             limits=self.limits,

@@ -43,7 +43,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
 
 from wardled import apierrors
 from wardled.api import respond
@@ -421,7 +421,7 @@ class RequestDeadline:
     def __init__(self, request: IRequest, clock: IReactorTime, seconds: float) -> None:
         self.request = request
         self.timed_out = False
-        self._watchers: list[Deferred[object]] = []
+        self._on_expiry: list[Callable[[], object]] = []
         self._call: IDelayedCall | None = clock.callLater(seconds, self._expire)
         request.notifyFinish().addBoth(self._cancel)  # type: ignore[attr-defined]
 
@@ -432,31 +432,17 @@ class RequestDeadline:
         """
         return self._call is not None
 
+    def on_expiry(self, cancel: Callable[[], object]) -> None:
+        """
+        Call C{cancel} (which stops the route's work) if the deadline
+        passes before the response is done.
+        """
+        self._on_expiry.append(cancel)
+
     def _cancel(self, result: object) -> None:
         call, self._call = self._call, None
         if call is not None and call.active():
             call.cancel()
-
-    def render(self, routes: IResource) -> Any:
-        """
-        Render C{routes}, noting who waits for the request to finish: the
-        route (Klein) cancels its Deferred when that wait fails, which is
-        how the work is cancelled when the deadline passes.
-        """
-        request = self.request
-        finished: Callable[[], Deferred[object]] = request.notifyFinish  # type: ignore[attr-defined]
-
-        def notify_finish() -> Deferred[object]:
-            watcher: Deferred[object] = Deferred()
-            self._watchers.append(watcher)
-            finished().addBoth(_relay, watcher)
-            return watcher
-
-        request.notifyFinish = notify_finish  # type: ignore[attr-defined]
-        try:
-            return routes.render(request)
-        finally:
-            vars(request).pop("notifyFinish", None)
 
     def _expire(self) -> None:
         self._call = None
@@ -464,9 +450,11 @@ class RequestDeadline:
         if _is_done(request):
             return
         self.timed_out = True
-        for watcher in self._watchers:
-            if not watcher.called:
-                watcher.errback(Failure(CancelledError(TIMEOUT_MESSAGE)))
+        for cancel in self._on_expiry:
+            try:
+                cancel()
+            except Exception:  # noqa: BLE001 - the 504 must still go out
+                log.failure("cancelling a timed-out request's work failed")
         if _is_done(request):
             return
         if getattr(request, "startedWriting", False):
@@ -506,6 +494,44 @@ def _cut(request: IRequest) -> None:
         channel.transport.abortConnection()
 
 
+class DeadlineCancelling(Resource):
+    """
+    Routes that stop their work when the client goes (they wait on
+    C{request.notifyFinish()}, as Klein does), made to stop it when the
+    request's deadline passes as well: while they render, the
+    notifications they ask for also fail at the deadline.
+    """
+
+    isLeaf = True
+
+    def __init__(self, routes: IResource) -> None:
+        super().__init__()
+        self.routes = routes
+
+    def render(self, request: IRequest) -> Any:
+        deadline = getattr(request, _DEADLINE_ATTRIBUTE, None)
+        if not (isinstance(deadline, RequestDeadline) and deadline.pending):
+            return self.routes.render(request)
+        finished: Callable[[], Deferred[object]] = request.notifyFinish  # type: ignore[attr-defined]
+
+        def notify_finish() -> Deferred[object]:
+            watcher: Deferred[object] = Deferred()
+            deadline.on_expiry(lambda: _fail(watcher))
+            finished().addBoth(_relay, watcher)
+            return watcher
+
+        request.notifyFinish = notify_finish  # type: ignore[attr-defined]
+        try:
+            return self.routes.render(request)
+        finally:
+            vars(request).pop("notifyFinish", None)
+
+
+def _fail(watcher: Deferred[object]) -> None:
+    if not watcher.called:
+        watcher.errback(Failure(CancelledError(TIMEOUT_MESSAGE)))
+
+
 def _relay(result: object, watcher: Deferred[object]) -> None:
     """
     Pass the request's end on to C{watcher}, unless the deadline has
@@ -517,6 +543,16 @@ def _relay(result: object, watcher: Deferred[object]) -> None:
         watcher.errback(result)
     else:
         watcher.callback(result)
+
+
+def on_deadline(request: IRequest, cancel: Callable[[], object]) -> None:
+    """
+    Call C{cancel} if C{request}'s deadline passes before its response is
+    done (routes stop their work with it); nothing when it has none.
+    """
+    deadline = getattr(request, _DEADLINE_ATTRIBUTE, None)
+    if isinstance(deadline, RequestDeadline) and deadline.pending:
+        deadline.on_expiry(cancel)
 
 
 def _discard(data: bytes) -> None:
@@ -536,8 +572,8 @@ class RequestLimits:
 
     The filters call L{start} when a request arrives, L{check} first in
     admission, L{admit} between impersonation and authorization (where
-    Kubernetes has C{WithMaxInFlightLimit}) and L{render} to run the
-    routes.
+    Kubernetes has C{WithMaxInFlightLimit}); routes register the work a
+    deadline cancels with L{on_deadline}.
     """
 
     def __init__(self, clock: IReactorTime, settings: LimitSettings = LimitSettings()) -> None:
@@ -584,14 +620,6 @@ class RequestLimits:
         """
         self.inflight.admit(request, info, user)
 
-    def render(self, request: IRequest, routes: IResource) -> Any:
-        """
-        Render C{routes} for C{request} under its deadline.
-        """
-        deadline = getattr(request, _DEADLINE_ATTRIBUTE, None)
-        if isinstance(deadline, RequestDeadline) and deadline.pending:
-            return deadline.render(routes)
-        return routes.render(request)
 
 
 def write_refusal(request: IRequest, error: apierrors.StatusError) -> bytes:

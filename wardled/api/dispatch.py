@@ -30,6 +30,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from wardled.api.app import ALL_METHODS, WardleAPI
 from wardled.apis.wardle import GROUP
+from wardled.limits import DeadlineCancelling, on_deadline
 
 # /apis/<group>/<version>/<segment>[/<segment>...], each segment a plain
 # name: what Klein's C{/apis/<group>/<version>/<path:rest>} rule matches
@@ -67,7 +68,9 @@ class Routes(Resource):
     def __init__(self, api: WardleAPI) -> None:
         super().__init__()
         self.api = api
-        self.klein: IResource = api.app.resource()
+        # Klein stops a route's work when the client goes; stop it at the
+        # request's deadline as well.
+        self.klein: IResource = DeadlineCancelling(api.app.resource())
 
     def render(self, request: IRequest) -> Any:
         if not is_plain_resource_request(request):
@@ -89,13 +92,14 @@ class Routes(Resource):
             return self._body(request, outcome[0])
         # The handler waits (storage, a watch): answer when it is done,
         # unless the client has gone or the deadline has passed by then.
-        gone: list[Failure] = []
+        gone: list[object] = []
 
-        def cancel(failure: Failure) -> None:
-            gone.append(failure)
+        def cancel(reason: object = None) -> None:
+            gone.append(reason)
             serving.cancel()
 
         request.notifyFinish().addErrback(cancel)  # type: ignore[attr-defined]
+        on_deadline(request, cancel)
         serving.addCallback(lambda _: self._write_later(request, outcome[0], gone))
         serving.addErrback(self._log_failure)
         return NOT_DONE_YET
@@ -106,7 +110,7 @@ class Routes(Resource):
         assert isinstance(outcome, bytes)
         return outcome
 
-    def _write_later(self, request: IRequest, outcome: object, gone: list[Failure]) -> None:
+    def _write_later(self, request: IRequest, outcome: object, gone: list[object]) -> None:
         if gone or _ended(request):
             # The client left (a streaming handler may end on that very
             # disconnection, before L{render} hears of it) or the deadline

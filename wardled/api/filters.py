@@ -273,9 +273,7 @@ class FilteredResource(Resource):
             raise
 
     def _render_routes(self, request: IRequest) -> Any:
-        if self.limits is None:
-            return self.routes.render(request)
-        return self.limits.render(request, self.routes)
+        return self.routes.render(request)
 
     async def _admit(
         self, request: IRequest, info: RequestInfo, record: RequestRecord | None
