@@ -19,6 +19,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.apiserver import PREFIX, running_api
 from wardled.api.negotiate import (
     DEFAULT_OUTPUT,
     TABLE,
@@ -33,12 +34,10 @@ from wardled.auth.user import authenticated
 from wardled.cache.cacher import Cacher
 from wardled.cache.compact import Packer
 from wardled.registry.install import build_stores
-from wardled.server import build_api
 from wardled.storage.interfaces import DELETE, Event, KeyValue
 from wardled.storage.memory import MemoryStorage
 
 BASE = "https://127.0.0.1:8443"
-PREFIX = "/registry/wardle.example.com"
 GROUP = "/apis/wardle.example.com"
 ADMIN = authenticated("development", ("system:masters",))
 KEYS = f"{PREFIX}/wardle.example.com"
@@ -63,10 +62,8 @@ class CachedBytesTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_780_000_000)
         self.storage = MemoryStorage()
-        server = build_api(self.storage, PREFIX, self.clock, lambda request: ADMIN)
+        server = running_api(self, self.storage, self.clock, lambda request: ADMIN)
         assert server.multiplexer is not None
-        server.multiplexer.startService()
-        self.addCleanup(server.multiplexer.stopService)
         self.cachers = {
             c.resource_prefix.rstrip("/").rsplit("/", 1)[-1]: c
             for c in server.multiplexer.cachers

@@ -22,13 +22,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
+from tests.apiserver import running_api
 from wardled.api.dispatch import Routes, is_plain_resource_request
 from wardled.auth.user import authenticated
 from wardled.limits import LimitSettings, RequestLimits
-from wardled.server import QuietSite, build_api
+from wardled.server import QuietSite
 from wardled.storage.memory import MemoryStorage
 
-PREFIX = "/registry/wardle.example.com"
 FLUNDERS = "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders"
 ADMIN = authenticated("admin", ("system:masters",))
 
@@ -95,10 +95,7 @@ class RoutesTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_780_000_000)
         self.storage = MemoryStorage()
-        server = build_api(self.storage, PREFIX, self.clock, lambda request: ADMIN)
-        assert server.multiplexer is not None
-        server.multiplexer.startService()
-        self.addCleanup(server.multiplexer.stopService)
+        server = running_api(self, self.storage, self.clock, lambda request: ADMIN)
         self.root = server.resource
         filtered: Any = self.root
         self.routes: Routes = filtered.routes
@@ -206,13 +203,10 @@ class RoutesTests(SynchronousTestCase):
         A handler still waiting at the request's deadline is cancelled, and
         the answer is the deadline's 504 Status, not the cancellation.
         """
-        server = build_api(
-            self.storage, PREFIX, self.clock, lambda request: ADMIN,
+        server = running_api(
+            self, self.storage, self.clock, lambda request: ADMIN,
             limits=RequestLimits(self.clock, LimitSettings(request_timeout=5.0)),
         )
-        assert server.multiplexer is not None
-        server.multiplexer.startService()
-        self.addCleanup(server.multiplexer.stopService)
         waiting: Deferred[bytes] = Deferred()
         cancelled: list[bool] = []
 
