@@ -127,5 +127,5 @@ async def delete_collection(scope: Scope, request: IRequest) -> bytes:
     page = await scope.store.delete_collection(
         scope.namespace, list_options, delete_options, scope.user
     )
-    body = scope.resource.encode_list(scope.version, page.items, page.list_meta())
+    body = scope.resource.encode_list(scope.version, page.items, page.list_meta(), shared=True)
     return respond.write(request, body, output)

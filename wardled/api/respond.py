@@ -113,7 +113,8 @@ def object_body(
     """
     One object in the shape C{output} asks for.
     """
-    encoded = resource.encode(version, obj)
+    # Encoded at once by the caller: the shape may share the object's parts.
+    encoded = resource.encode(version, obj, shared=True)
     if output.as_kind == "Table":
         include = table.parse_include_object(query_arg(request, "includeObject"))
         return table.to_table(
@@ -145,7 +146,7 @@ def list_body(
     if output.as_kind == "Table":
         include = table.parse_include_object(query_arg(request, "includeObject"))
         return table.to_table(
-            [resource.encode(version, item) for item in items],
+            [resource.encode(version, item, shared=True) for item in items],
             list_meta=list_meta,
             include_object=include,
             no_headers=False,
@@ -153,12 +154,12 @@ def list_body(
         )
     if output.as_kind == "PartialObjectMetadataList":
         return table.to_partial_metadata_list(
-            [resource.encode(version, item) for item in items], list_meta, output.version
+            [resource.encode(version, item, shared=True) for item in items], list_meta, output.version
         )
     table.check_conversion(
         output.as_kind, is_list=True, type_name=f"*wardle.{resource.list_kind}"
     )
-    return resource.encode_list(version, items, list_meta)
+    return resource.encode_list(version, items, list_meta, shared=True)
 
 
 # Responses joined from the watch cache's bytes ------------------------------

@@ -157,7 +157,7 @@ class EventEncoder:
                 shown_bytes = object_bytes(self._resource, self._version, current)
                 if shown_bytes is not None:
                     return _joined_line(effective_type, shown_bytes)
-            shown = self._resource.encode(self._version, current.obj)
+            shown = self._resource.encode(self._version, current.obj, shared=True)
             return self._line(effective_type, self._shaped(shown, no_headers))
 
         return event.encoded(key, encode)

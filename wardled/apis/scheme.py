@@ -218,13 +218,16 @@ class ResourceType:
         return self.versions[version].from_internal(internal, owned=shared)
 
     def encode_list(
-        self, version: str, items: list[Object], list_meta: Object
+        self, version: str, items: list[Object], list_meta: Object, *, shared: bool = False
     ) -> Object:
+        """
+        The C{<Kind>List} of C{items}.  C{shared}: see L{encode}.
+        """
         return {
             "kind": self.list_kind,
             "apiVersion": self.api_version(version),
             "metadata": list_meta,
-            "items": [self.encode_item(version, item) for item in items],
+            "items": [self.encode_item(version, item, shared=shared) for item in items],
         }
 
     def list_schema(self, version: str) -> Struct:
