@@ -41,6 +41,7 @@ from wardled.auth.tokenreview import TokenReviewer
 from wardled.cache.multiplexer import WatchMultiplexer
 from wardled.config import WardledConfig
 from wardled.connlimits import IDLE_TIMEOUT, GuardedSite
+from wardled.gctuning import CollectorTuning
 from wardled.kube.client import KubeClient
 from wardled.kube.clusters import Clusters
 from wardled.kube.reflector import Reflector
@@ -358,6 +359,7 @@ def make_service(
     )
     if server.multiplexer is not None:
         server.multiplexer.setServiceParent(top)
+    CollectorTuning(reactor, endpoint_ready(server.readiness)).setServiceParent(top)
     listener = tls_endpoint_service(
         reactor, config, site, access.client_auth.current_handshake_authorities
     )
