@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wardled.gctuning import READY_POLL_INTERVAL, THRESHOLDS, CollectorTuning, freeze
+from wardled.gctuning import READY_POLL_INTERVAL, CollectorTuning, freeze
 
 
 class CollectorTuningTests(SynchronousTestCase):
@@ -18,8 +18,6 @@ class CollectorTuningTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
         self.answers: list[Deferred[bool]] = []
         self.frozen = 0
-        previous = gc.get_threshold()
-        self.addCleanup(gc.set_threshold, *previous)
 
     def ready(self) -> Deferred[bool]:
         return self.answers.pop(0) if self.answers else succeed(False)
@@ -29,18 +27,6 @@ class CollectorTuningTests(SynchronousTestCase):
 
     def tuning(self) -> CollectorTuning:
         return CollectorTuning(self.reactor, self.ready, self.count_freeze)
-
-    def test_thresholds_while_running(self) -> None:
-        """
-        The thresholds are the server's while the service runs, and what
-        they were before once it stops.
-        """
-        before = gc.get_threshold()
-        tuning = self.tuning()
-        tuning.startService()
-        self.assertEqual(gc.get_threshold(), THRESHOLDS)
-        tuning.stopService()
-        self.assertEqual(gc.get_threshold(), before)
 
     def test_frozen_at_start_and_when_ready(self) -> None:
         """
