@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self
@@ -655,6 +656,23 @@ def lines(text: str) -> list[str]:
     The non-empty lines of C{text}.
     """
     return [line for line in text.splitlines() if line.strip()]
+
+
+def next_event(stream: Stream, timeout: float = 10.0) -> Any:
+    """
+    The next watch event on C{stream}, skipping keep-alive blank lines;
+    None at the end of the stream.
+
+    @raise AssertionError: no event within C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        line = stream.readline(max(deadline - time.monotonic(), 0.1))
+        if not line:
+            return None
+        if line.strip():
+            return json.loads(line)
+        assert time.monotonic() < deadline, "no watch event in time"
 
 
 def iter_events(stream: Stream, count: int, timeout: float = 10.0) -> Iterator[Any]:

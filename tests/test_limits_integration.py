@@ -29,6 +29,7 @@ import h2.events
 import pytest
 
 from tests.harness import ALICE, Response, TestPKI, WardledProcess
+from tests.test_limits import TOO_MANY_STATUS
 
 HEAD_TIMEOUT = 2.0
 REQUEST_TIMEOUT = 4.0
@@ -36,16 +37,6 @@ NAMESPACE = "limits"
 FLUNDERS = f"/apis/wardle.example.com/v1alpha1/namespaces/{NAMESPACE}/flunders"
 # Waits WAIT_FOR_REVISION_SECONDS (3 s) in the cache, then 504.
 SLOW_LIST = FLUNDERS + "?resourceVersion=999999999"
-TOO_MANY_STATUS = {
-    "kind": "Status",
-    "apiVersion": "v1",
-    "metadata": {},
-    "status": "Failure",
-    "message": "Too many requests, please try again later.",
-    "reason": "TooManyRequests",
-    "details": {"retryAfterSeconds": 1},
-    "code": 429,
-}
 TIMEOUT_STATUS = {
     "kind": "Status",
     "apiVersion": "v1",

@@ -34,7 +34,7 @@ import pytest
 
 from tests import waiting
 from tests.etcdserver import EtcdServer
-from tests.harness import Stream, TestPKI, WardledProcess, free_port
+from tests.harness import Stream, TestPKI, WardledProcess, free_port, next_event
 
 V1B = "/apis/wardle.example.com/v1beta1"
 KEY_PREFIX = "/registry/wardle.example.com/wardle.example.com/flunders"
@@ -177,19 +177,6 @@ def wait_ready(wardled: WardledProcess, timeout: float = RECOVERY_TIMEOUT) -> fl
     )
     return time.monotonic() - started
 
-
-def next_event(stream: Stream, timeout: float = 30.0) -> Any:
-    """
-    The next watch event, skipping keep-alive blank lines; None at the end.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        line = stream.readline(max(deadline - time.monotonic(), 0.1))
-        if not line:
-            return None
-        if line.strip():
-            return json.loads(line)
-        assert time.monotonic() < deadline, "no watch event in time"
 
 
 def assert_unavailable(response: Any) -> None:
@@ -360,7 +347,7 @@ def read_watch_until(stream: Stream, last_name: str) -> tuple[list[Any], Any]:
     """
     seen: list[Any] = []
     while True:
-        event = next_event(stream)
+        event = next_event(stream, 30.0)
         assert event is not None, f"watch ended after {len(seen)} events"
         if event["type"] == "ERROR":
             return seen, event
@@ -434,11 +421,11 @@ def test_compaction_while_away(outage: tuple[EtcdServer, WardledProcess]) -> Non
         f"{collection(namespace)}?watch=true&resourceVersion={old}"
     ) as stream:
         create(wardled, namespace, "seen")
-        assert next_event(stream)["object"]["metadata"]["name"] == "seen"
+        assert next_event(stream, 30.0)["object"]["metadata"]["name"] == "seen"
         take_down(etcd, signal.SIGKILL)
         compacted_at = write_and_compact_unseen(etcd)
         bring_back(etcd, signal.SIGKILL)
-        event = next_event(stream)
+        event = next_event(stream, 30.0)
         assert event["type"] == "ERROR", event
         status = event["object"]
         assert (status["kind"], status["code"], status["reason"]) == (
@@ -447,12 +434,12 @@ def test_compaction_while_away(outage: tuple[EtcdServer, WardledProcess]) -> Non
             "Expired",
         )
         assert status["message"].startswith("too old resource version: ")
-        assert next_event(stream) is None
+        assert next_event(stream, 30.0) is None
     wait_ready(wardled)
     with wardled.stream(
         f"{collection(namespace)}?watch=true&resourceVersion={old}"
     ) as stale:
-        event = next_event(stale)
+        event = next_event(stale, 30.0)
         assert (event["type"], event["object"]["code"]) == ("ERROR", 410)
     exact = wardled.https(
         "GET",
@@ -467,7 +454,7 @@ def test_compaction_while_away(outage: tuple[EtcdServer, WardledProcess]) -> Non
         f"{collection(namespace)}?watch=true&resourceVersion={fresh}"
     ) as stream:
         create(wardled, namespace, "new")
-        event = next_event(stream)
+        event = next_event(stream, 30.0)
         assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "new")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import http.client
-import json
 import signal
 import ssl
 import time
@@ -27,7 +26,7 @@ import attrs
 import pytest
 
 from tests.etcdcluster import EtcdCluster, read_key
-from tests.harness import Stream, TestPKI, WardledProcess
+from tests.harness import Stream, TestPKI, WardledProcess, next_event
 
 V1B = "/apis/wardle.example.com/v1beta1"
 KEY_PREFIX = "/registry/wardle.example.com/wardle.example.com/flunders"
@@ -111,19 +110,6 @@ def revision_of(obj: dict[str, Any]) -> int:
     return int(obj["metadata"]["resourceVersion"])
 
 
-def next_event(stream: Stream, timeout: float = 30.0) -> Any:
-    """
-    The next watch event, skipping keep-alive blank lines; None at the end.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        line = stream.readline(max(deadline - time.monotonic(), 0.1))
-        if not line:
-            return None
-        if line.strip():
-            return json.loads(line)
-        assert time.monotonic() < deadline, "no watch event in time"
-
 
 def watch_until(
     stream: Stream, last_name: str
@@ -134,7 +120,7 @@ def watch_until(
     """
     seen: list[tuple[str, str, int]] = []
     while True:
-        event = next_event(stream)
+        event = next_event(stream, 30.0)
         assert event is not None, f"watch ended after {seen}"
         if event["type"] == "ERROR":
             return seen, event

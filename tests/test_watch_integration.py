@@ -21,25 +21,11 @@ import kubernetes
 import pytest
 
 from tests.etcdserver import EtcdServer
-from tests.harness import ADMIN, Stream, TestPKI, WardledProcess
+from tests.harness import ADMIN, Stream, TestPKI, WardledProcess, next_event
 
 V1A = "/apis/wardle.example.com/v1alpha1"
 V1B = "/apis/wardle.example.com/v1beta1"
 
-
-def next_event(stream: Stream, timeout: float = 10.0) -> Any:
-    """
-    The next watch event, skipping heartbeat blank lines; None at the end.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        line = stream.readline(max(deadline - time.monotonic(), 0.1))
-        if not line:
-            return None
-        if line.strip():
-            return json.loads(line)
-        if time.monotonic() > deadline:
-            raise TimeoutError("no event")
 
 
 def create(wardled: WardledProcess, namespace: str, name: str, **labels: str) -> dict[str, Any]:

@@ -315,7 +315,7 @@ def is_mutating(info: RequestInfo) -> bool:
     return info.verb not in READONLY_VERBS
 
 
-def _is_done(request: IRequest) -> bool:
+def is_done(request: IRequest) -> bool:
     """
     Whether C{request}'s response is finished or its client has gone.
     """
@@ -375,7 +375,7 @@ class InflightLimiter:
         @raise TooManyRequests: no slot is free and C{user} is not in
             C{system:masters}.
         """
-        if is_long_running(info) or _is_done(request):
+        if is_long_running(info) or is_done(request):
             return
         mutating = is_mutating(info)
         limit = self.mutating_limit if mutating else self.readonly_limit
@@ -447,7 +447,7 @@ class RequestDeadline:
     def _expire(self) -> None:
         self._call = None
         request = self.request
-        if _is_done(request):
+        if is_done(request):
             return
         self.timed_out = True
         for cancel in self._on_expiry:
@@ -455,7 +455,7 @@ class RequestDeadline:
                 cancel()
             except Exception:  # noqa: BLE001 - the 504 must still go out
                 log.failure("cancelling a timed-out request's work failed")
-        if _is_done(request):
+        if is_done(request):
             return
         if getattr(request, "startedWriting", False):
             # Too late for a 504: cut the response, as Kubernetes does

@@ -30,7 +30,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from wardled.api.app import ALL_METHODS, WardleAPI
 from wardled.apis.wardle import GROUP
-from wardled.limits import DeadlineCancelling, on_deadline
+from wardled.limits import DeadlineCancelling, is_done, on_deadline
 
 # /apis/<group>/<version>/<segment>[/<segment>...], each segment a plain
 # name: what Klein's C{/apis/<group>/<version>/<path:rest>} rule matches
@@ -47,13 +47,6 @@ def is_plain_resource_request(request: IRequest) -> bool:
     takes and a plain resource path.
     """
     return request.method in _METHODS and _PLAIN_RESOURCE_PATH.fullmatch(request.path) is not None
-
-
-def _ended(request: IRequest) -> bool:
-    """
-    Whether C{request}'s response is finished or its client has gone.
-    """
-    return bool(getattr(request, "finished", False) or getattr(request, "_disconnected", False))
 
 
 class Routes(Resource):
@@ -86,7 +79,7 @@ class Routes(Resource):
         outcome: list[object] = []
         serving.addBoth(outcome.append)
         if outcome:
-            if _ended(request):
+            if is_done(request):
                 return NOT_DONE_YET
             # Twisted writes the bytes returned, with a Content-Length.
             return self._body(request, outcome[0])
@@ -111,7 +104,7 @@ class Routes(Resource):
         return outcome
 
     def _write_later(self, request: IRequest, outcome: object, gone: list[object]) -> None:
-        if gone or _ended(request):
+        if gone or is_done(request):
             # The client left (a streaming handler may end on that very
             # disconnection, before L{render} hears of it) or the deadline
             # passed (it answers itself).
