@@ -234,7 +234,7 @@ class GuardedHTTPChannel(HTTPChannel):
             and bool(self.line_mode)
             and not self._buffer
             and not self._busyReceiving
-            and self.persistent
+            and bool(self.persistent)
             and getattr(self, "_HTTPChannel__first_line") == 1  # noqa: B009
             and len(data) <= WHOLE_HEAD_BYTES
             and not data.startswith(b"\r\n")
