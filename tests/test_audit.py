@@ -11,8 +11,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,7 +28,7 @@ from tests.etcdserver import EtcdServer
 from tests.harness import TestPKI, WardledProcess
 from tests.test_watch import RawResponse
 from wardled import apierrors, tap
-from wardled.api.filters import FilteredResource
+from wardled.api.filters import FilteredResource, format_uuid4, new_audit_id
 from wardled.api.requestinfo import RequestInfo, parse_request_info
 from wardled.audit.event import legacy_line, micro_time
 from wardled.audit.log import AuditLogWriter, RotatingFile, backup_name, encoder
@@ -808,3 +810,18 @@ def test_real_server_audit_log_to_stdout(etcd: EtcdServer, pki: TestPKI, tmp_pat
         server.stop()
     assert event["verb"] == "list"
     assert event["requestURI"] == f"{V1A}/fischers"
+
+
+class AuditIdTests(SynchronousTestCase):
+    """
+    Every request's C{Audit-Id} is a version 4 UUID, formatted as
+    L{uuid.UUID} formats one.
+    """
+
+    def test_same_text_as_uuid(self) -> None:
+        source = random.Random(8)
+        for bits in [0, (1 << 128) - 1, *(source.getrandbits(128) for _ in range(2000))]:
+            self.assertEqual(format_uuid4(bits), str(uuid.UUID(int=bits, version=4)))
+        found = uuid.UUID(new_audit_id())
+        self.assertEqual((found.version, found.variant), (4, uuid.RFC_4122))
+        self.assertNotEqual(new_audit_id(), new_audit_id())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import inspect
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -49,7 +48,20 @@ def new_audit_id() -> str:
     C{random} (reseeded in every forked worker) rather than a system call
     per request.
     """
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    return format_uuid4(random.getrandbits(128))
+
+
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID4_SET = (0x8000 << 48) | (0x4000 << 64)
+
+
+def format_uuid4(bits: int) -> str:
+    """
+    C{str(uuid.UUID(int=bits, version=4))}, without building the UUID
+    (a third of the time; it is done for every request).
+    """
+    text = "%032x" % (bits & _UUID4_CLEAR | _UUID4_SET)
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _body_size(request: IRequest) -> int:

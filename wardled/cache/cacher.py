@@ -217,13 +217,14 @@ class Cacher:
         )
 
     def consistent_revision(self) -> Deferred[int]:
-        reading = self._current_revision()
+        return self._current_revision().addCallback(self._caught_up)
 
-        def caught_up(revision: int) -> Deferred[int]:
-            waiting = self.wait_for_revision(revision, self._consistent_timeout)
-            return waiting.addCallback(lambda _: revision)
-
-        return reading.addCallback(caught_up)
+    def _caught_up(self, revision: int) -> int | Deferred[int]:
+        # Mostly the cache has seen the probed revision already: no wait.
+        if self.revision >= revision:
+            return revision
+        waiting = self.wait_for_revision(revision, self._consistent_timeout)
+        return waiting.addCallback(lambda _: revision)
 
     @property
     def pending_waits(self) -> int:
