@@ -15,7 +15,9 @@ of one key (get), C{put} of changed bytes on an existing key (update) and
 C{deleterange} of one key (delete), over plain HTTP/1.1 as wardled itself
 reaches etcd.  wardled's own writes are compare-and-swap transactions
 plus admission, validation, managedFields and the watch cache: the ratio
-is what all that costs.
+is what all that costs.  L{bench._suite_etcdwrites} measures etcd alone
+doing the very calls wardled makes (transactions, with wardled's watch
+open), the ceiling etcd puts on wardled's writes.
 """
 
 from __future__ import annotations
@@ -73,6 +75,31 @@ class CrudOps:
 
     def operation(self, name: str) -> Operation:
         raise NotImplementedError
+
+    async def start(self, endpoint: Endpoint) -> None:
+        """
+        Called before the cell's connections open (default: nothing).
+        """
+
+    async def finish(self) -> list[str]:
+        """
+        Called after the last operation of a cell that ran to its end.
+
+        @return: what went wrong beside the requests (default: nothing).
+        """
+        return []
+
+    def close(self) -> None:
+        """
+        Called last, whatever happened (default: nothing).
+        """
+
+    def rejected(self, name: str) -> int:
+        """
+        How many of operation C{name}'s successful responses (by status)
+        did not do what was asked (default: none).
+        """
+        return 0
 
 
 def _name(index: int) -> str:
@@ -186,7 +213,7 @@ class CrudTarget:
     """
     A backend the cells run against.
 
-    @ivar name: C{"wardled"}, C{"embedded"} or C{"etcd"}.
+    @ivar name: C{"wardled"}, C{"embedded"}, C{"etcd"} or C{"etcd-txn"}.
     @ivar endpoint: where it listens.
     @ivar protocols: the protocols it is measured over.
     @ivar accounting: whose CPU is whose.
@@ -224,15 +251,14 @@ def etcd_target(endpoint: Endpoint, value: bytes, accounting: Accounting) -> Cru
     )
 
 
-async def _run_cell(
+async def _run_operations(
     target: CrudTarget,
     protocol: str,
     concurrency: int,
     op_seconds: float,
-    tag: str,
+    ops: CrudOps,
     operations: tuple[str, ...],
 ) -> dict[str, LoadResult]:
-    ops = target.make_ops(tag)
     senders = await open_senders(target.endpoint, protocol, concurrency)
     results: dict[str, LoadResult] = {}
     try:
@@ -252,9 +278,43 @@ async def _run_cell(
                 limit=limit,
                 on_response=operation.on_response,
             )
-            results[name] = await measure_load(spec, senders, target.accounting)
+            result = await measure_load(spec, senders, target.accounting)
+            _count_rejected(result, name, ops.rejected(name))
+            results[name] = result
     finally:
         close_senders(senders)
+    return results
+
+
+def _count_rejected(result: LoadResult, name: str, rejected: int) -> None:
+    """
+    Count as errors the C{rejected} responses that had the success status.
+    """
+    if rejected:
+        result.completed -= rejected
+        result.errors += rejected - 1  # note_error counts the last one
+        result.note_error(f"{name}: {rejected} answered as success did not apply")
+
+
+async def _run_cell(
+    target: CrudTarget,
+    protocol: str,
+    concurrency: int,
+    op_seconds: float,
+    tag: str,
+    operations: tuple[str, ...],
+) -> dict[str, LoadResult]:
+    ops = target.make_ops(tag)
+    try:
+        await ops.start(target.endpoint)
+        results = await _run_operations(
+            target, protocol, concurrency, op_seconds, ops, operations
+        )
+        for problem in await ops.finish():
+            for result in results.values():
+                result.note_error(problem)
+    finally:
+        ops.close()
     return results
 
 

@@ -16,6 +16,7 @@ import attrs
 from bench._hello import HELLO_PATH
 from bench._report import Spread, comparison_rows, rst_table
 from bench._suite_crud import OPERATIONS
+from bench._suite_etcdwrites import ETCD_TXN, ETCD_TXN_LABEL
 from bench._suite_lists import CacheMemory
 from bench._suite_load import HTTP1, HTTP2, LoadResult
 from bench._suite_watch import WatchResults
@@ -422,6 +423,155 @@ def crud_json(results: SuiteResults) -> list[dict[str, object]]:
                 "embedded": _summary(embedded) if embedded else None,
                 "ratio_wardled_etcd": _json_number(ratio(ours_rate, base_rate)),
                 "ratio_embedded_etcd": _json_number(ratio(embedded_rate, base_rate)),
+            }
+        )
+    return entries
+
+
+# -- etcd doing wardled's calls ----------------------------------------------
+
+
+ETCD_CALLS_TITLE = f"Ceiling of wardled's writes: {ETCD_TXN_LABEL}, requests/s:"
+ETCD_CALLS_LEGEND = (
+    "put-style: the etcd gateway column above (put, range, put, deleterange; "
+    "no watch).  txn + watch: what wardled asks of etcd (create-if-absent "
+    "txn, range, compare-and-swap txns on mod_revision) with one watch "
+    "(prev_kv, progress_notify) open on the keys, as wardled's watch cache "
+    "holds; etcd's CPU per request includes sending the events.  others: the "
+    "most of a core other processes used during any of the row's cells (a "
+    "busy machine skews the ratios)."
+)
+ETCD_CALLS_HEADER = (
+    "operation",
+    "HTTP",
+    "clients",
+    "etcd put-style req/s",
+    "etcd txn + watch req/s",
+    "wardled req/s",
+    "wardled ÷ put-style",
+    "wardled ÷ txn + watch",
+    "txn + watch ÷ put-style",
+    "etcd CPU/req µs put-style / txn + watch",
+    "others % core",
+)
+
+
+@attrs.frozen
+class EtcdCallsCell:
+    """
+    One operation at one concurrency over HTTP/1.1: etcd put-style, etcd
+    doing wardled's calls, and wardled (each a list of rounds, maybe empty).
+    """
+
+    operation: str
+    concurrency: int
+    put_style: list[LoadResult]
+    txn_watch: list[LoadResult]
+    wardled: list[LoadResult]
+
+    def ratios(self) -> tuple[float, float, float]:
+        """
+        wardled ÷ put-style, wardled ÷ txn + watch, txn + watch ÷ put-style
+        (of the medians; NaN where one is missing).
+        """
+        put_style, txn_watch, wardled = (
+            _median(rounds, _per_second) if rounds else math.nan
+            for rounds in (self.put_style, self.txn_watch, self.wardled)
+        )
+        return (
+            ratio(wardled, put_style),
+            ratio(wardled, txn_watch),
+            ratio(txn_watch, put_style),
+        )
+
+
+def etcd_calls_cells(results: SuiteResults) -> list[EtcdCallsCell]:
+    """
+    Every operation × concurrency that etcd doing wardled's calls was
+    measured at.
+    """
+    concurrencies = sorted({key[2] for key in results.crud if key[0] == ETCD_TXN})
+    cells = []
+    for operation in OPERATIONS:
+        for concurrency in concurrencies:
+            txn_watch = results.crud.get((ETCD_TXN, HTTP1, concurrency, operation))
+            if not txn_watch:
+                continue
+            cells.append(
+                EtcdCallsCell(
+                    operation,
+                    concurrency,
+                    results.crud.get(("etcd", HTTP1, concurrency, operation), []),
+                    txn_watch,
+                    results.crud.get(("wardled", HTTP1, concurrency, operation), []),
+                )
+            )
+    return cells
+
+
+def _rate_cell(rounds: Sequence[LoadResult]) -> str:
+    return _spread(rounds, _per_second).cell(0) if rounds else "–"
+
+
+def _etcd_cpu_cell(cell: EtcdCallsCell) -> str:
+    put_style, txn_watch = (
+        f"{_median(rounds, lambda r: r.server_cpu_us):,.0f}" if rounds else "–"
+        for rounds in (cell.put_style, cell.txn_watch)
+    )
+    return f"{put_style} / {txn_watch}"
+
+
+def etcd_calls_rows(results: SuiteResults) -> list[tuple[str, ...]]:
+    """
+    The rows of the table of etcd doing wardled's calls.
+    """
+    rows: list[tuple[str, ...]] = []
+    for cell in etcd_calls_cells(results):
+        rows.append(
+            (
+                cell.operation,
+                HTTP1,
+                str(cell.concurrency),
+                _rate_cell(cell.put_style),
+                _rate_cell(cell.txn_watch),
+                _rate_cell(cell.wardled),
+                *(_ratio_text(value) for value in cell.ratios()),
+                _etcd_cpu_cell(cell),
+                _others_cell([*cell.put_style, *cell.txn_watch, *cell.wardled]),
+            )
+        )
+    return rows
+
+
+def _rate_json(rounds: Sequence[LoadResult]) -> dict[str, object] | None:
+    if not rounds:
+        return None
+    return {
+        "per_second": _spread(rounds, _per_second).as_json(0),
+        "server_cpu_us": _spread(rounds, lambda r: r.server_cpu_us).as_json(0),
+    }
+
+
+def etcd_calls_json(results: SuiteResults) -> list[dict[str, object]]:
+    """
+    One entry per operation × concurrency: etcd doing wardled's calls
+    (every round), etcd put-style and wardled over HTTP/1.1 (req/s and
+    server CPU; their rounds are under C{crud}), and the ratios.
+    """
+    entries = []
+    for cell in etcd_calls_cells(results):
+        wardled_put, wardled_txn, txn_put = cell.ratios()
+        entries.append(
+            {
+                "operation": cell.operation,
+                "protocol": HTTP1,
+                "concurrency": cell.concurrency,
+                "etcd_put_style": _rate_json(cell.put_style),
+                "etcd_txn_watch": _summary(cell.txn_watch),
+                "wardled": _rate_json(cell.wardled),
+                "ratio_wardled_put_style": _json_number(wardled_put),
+                "ratio_wardled_txn_watch": _json_number(wardled_txn),
+                "ratio_txn_watch_put_style": _json_number(txn_put),
             }
         )
     return entries

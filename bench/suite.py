@@ -13,8 +13,9 @@ store (and stops them all at the end), then measures, each as the median
     wardled's GET;
   - create, get, update and delete over HTTP/1.1 and HTTP/2 at 1 and 32
     concurrent clients (TLS with a client certificate), beside the same
-    write or read straight on etcd's JSON gateway and C{etcdctl check
-    perf}'s ceiling;
+    write or read straight on etcd's JSON gateway, etcd alone doing the
+    calls wardled makes (transactions, with wardled's watch open:
+    L{bench._suite_etcdwrites}) and C{etcdctl check perf}'s ceiling;
   - lists of 100, 1,000 and 10,000 Flunders beside etcd's range of the same
     keys and C{json.dumps} of the same items, and the memory the cache of
     them costs;
@@ -65,6 +66,7 @@ from bench._suite_crud import (
     run_cell,
     wardled_target,
 )
+from bench._suite_etcdwrites import etcd_txn_target
 from bench._suite_lists import (
     ListTarget,
     dumps_seconds,
@@ -90,6 +92,9 @@ from bench._suite_report import (
     BASELINE_CLIENTS,
     BASELINE_HEADER,
     CRUD_HEADER,
+    ETCD_CALLS_HEADER,
+    ETCD_CALLS_LEGEND,
+    ETCD_CALLS_TITLE,
     HEALTHZ,
     LATENCY_HEADER,
     LIST_HEADER,
@@ -103,6 +108,8 @@ from bench._suite_report import (
     ceiling_json,
     crud_json,
     crud_rows,
+    etcd_calls_json,
+    etcd_calls_rows,
     latency_rows,
     list_json,
     list_rows,
@@ -292,15 +299,16 @@ def measure_baselines(
 
 def crud_targets(servers: SuiteServers) -> list[CrudTarget]:
     """
-    etcd's gateway, wardled on etcd and (if running) wardled embedded.
+    etcd's gateway put-style, etcd's gateway doing wardled's calls, wardled
+    on etcd and (if running) wardled embedded.
     """
     own = servers.own_pids()
     both = (HTTP1, HTTP2)
+    etcd_accounting = Accounting((servers.etcd_pid,), servers.etcd_pid, own)
     targets = [
-        etcd_target(
-            servers.etcd_endpoint,
-            servers.template.value,
-            Accounting((servers.etcd_pid,), servers.etcd_pid, own),
+        etcd_target(servers.etcd_endpoint, servers.template.value, etcd_accounting),
+        etcd_txn_target(
+            servers.etcd_endpoint, servers.template.value, etcd_accounting
         ),
         wardled_target(
             "wardled",
@@ -616,6 +624,10 @@ def render(
         LATENCY_HEADER,
         latency_rows(results),
     )
+    calls = etcd_calls_rows(results)
+    table(ETCD_CALLS_TITLE, ETCD_CALLS_HEADER, calls)
+    if calls:
+        parts.extend([ETCD_CALLS_LEGEND, ""])
     table(
         "Lists (one client; ms per list: median (min–max) of the rounds' medians):",
         LIST_HEADER,
@@ -670,6 +682,7 @@ def document(
         "client_ceiling": ceiling_json(results),
         "bare_klein_tls": bare_klein_json(results),
         "crud": crud_json(results),
+        "etcd_wardled_calls": etcd_calls_json(results),
         "list": list_json(results),
         "memory": [memory.as_json() for memory in results.memory],
         "watch": {

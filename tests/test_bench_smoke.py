@@ -5,8 +5,8 @@ run against a real etcd and real wardleds prints its tables, writes JSON
 with every section holding numbers and ratios, and draws its plots (or
 says why not).  The numbers themselves are not checked: tests check
 behaviour, never speed.  Plus the pieces that need no server: parsing
-C{etcdctl check perf}, the target verdicts, the presets, the bare Klein
-hello-world's body.
+C{etcdctl check perf}, the target verdicts, the table of etcd doing
+wardled's calls, the presets, the bare Klein hello-world's body.
 """
 
 from __future__ import annotations
@@ -24,9 +24,17 @@ from typing import Any
 import pytest
 
 from bench._hello import HELLO_PATH, hello_body
+from bench._suite_etcdwrites import ETCD_TXN
 from bench._suite_load import HTTP1, HTTP2, LoadResult
 from bench._suite_options import parse_suite_options, watch_rate
-from bench._suite_report import BARE_KLEIN, SuiteResults, baseline_rows
+from bench._suite_report import (
+    BARE_KLEIN,
+    ETCD_CALLS_HEADER,
+    ETCD_CALLS_TITLE,
+    SuiteResults,
+    baseline_rows,
+    etcd_calls_rows,
+)
 from bench._suite_servers import StoredTemplate
 from bench._suite_targets import verdicts
 from bench.suite import parse_check_perf
@@ -79,6 +87,7 @@ def test_prints_every_table(smoke: dict[str, Any]) -> None:
         "Baselines (GET, 32 clients)",
         "CRUD throughput",
         "CRUD latency",
+        ETCD_CALLS_TITLE,
         "Lists",
         "Watch fan-out, wardled on etcd against etcd's gateway",
         "Watch fan-out, wardled embedded against etcd",
@@ -148,6 +157,53 @@ def test_crud_has_every_cell_with_ratios(smoke: dict[str, Any]) -> None:
         assert entry["wardled"]["errors"] == 0, entry["wardled"]["rounds"]
 
 
+def test_etcd_doing_wardleds_calls_has_every_cell(smoke: dict[str, Any]) -> None:
+    entries = smoke["document"]["etcd_wardled_calls"]
+    cells = {(e["operation"], e["concurrency"]) for e in entries}
+    assert cells == {
+        (operation, concurrency)
+        for operation in OPERATIONS
+        for concurrency in (1, 32)
+    }
+    for entry in entries:
+        assert entry["protocol"] == "HTTP/1.1"
+        txn_watch = entry["etcd_txn_watch"]
+        assert txn_watch["per_second"]["median"] > 0, entry["operation"]
+        assert txn_watch["server_cpu_us"]["median"] > 0
+        assert txn_watch["errors"] == 0, txn_watch["rounds"]
+        assert entry["etcd_put_style"]["per_second"]["median"] > 0
+        assert entry["wardled"]["per_second"]["median"] > 0
+        for name in (
+            "ratio_wardled_put_style",
+            "ratio_wardled_txn_watch",
+            "ratio_txn_watch_put_style",
+        ):
+            assert _number(entry[name]), (entry["operation"], name)
+
+
+def test_prints_the_table_of_etcd_doing_wardleds_calls(smoke: dict[str, Any]) -> None:
+    stdout = smoke["stdout"]
+    table = stdout[stdout.index(ETCD_CALLS_TITLE) :].split("\n\n")[1]
+    header = table.splitlines()[1]
+    assert tuple(re.split(r"\s{2,}", header.strip())) == ETCD_CALLS_HEADER
+    rows = [
+        re.split(r"\s{2,}", line.strip())
+        for line in table.splitlines()
+        if line.split()[0] in OPERATIONS
+    ]
+    assert [tuple(cells[:3]) for cells in rows] == [
+        (operation, "HTTP/1.1", clients)
+        for operation in ("create", "get", "update", "delete")
+        for clients in ("1", "32")
+    ]
+    for cells in rows:
+        assert len(cells) == len(ETCD_CALLS_HEADER), cells
+        assert all(_leading_number(cell) > 0 for cell in cells[3:6]), cells  # req/s
+        assert all(_leading_number(cell) >= 0 for cell in cells[6:9]), cells  # ratios
+        assert re.fullmatch(r"[\d,]+ / [\d,]+", cells[9]), cells  # etcd CPU/req
+        assert _leading_number(cells[10]) >= 0, cells  # others % core
+
+
 def test_lists_have_baselines_and_ratios(smoke: dict[str, Any]) -> None:
     entries = smoke["document"]["list"]
     assert [entry["items"] for entry in entries] == [10, 100]
@@ -199,6 +255,11 @@ def test_targets_have_verdicts(smoke: dict[str, Any]) -> None:
     assert targets[2]["met"] is None and targets[3]["met"] is None
     assert targets[1]["met"] is not None
     assert re.search(
+        r"; etcd alone doing wardled's calls \(txn \+ watch\): [\d,]+ req/s "
+        r"= \d+ % of put$",
+        targets[1]["measured"],
+    ), targets[1]["measured"]
+    assert re.search(
         r"= \d+ % of bare Klein TLS \([\d,]+\) in this run$", targets[0]["measured"]
     ), targets[0]["measured"]
 
@@ -238,7 +299,16 @@ def test_verdicts_from_figures() -> None:
     results.crud[("etcd", HTTP1, 32, "create")] = [_rate(1000)]
     get, create = verdicts(results)[:2]
     assert get.met is True and get.measured == "5,500 req/s at 32 clients"
-    assert create.met is False and "59 %" in create.measured
+    assert create.met is False
+    assert create.measured == "590 vs 1,000 req/s at 32 clients = 59 %"
+    results.crud[(ETCD_TXN, HTTP1, 32, "create")] = [_rate(480), _rate(520)]
+    results.crud[(ETCD_TXN, HTTP1, 1, "create")] = [_rate(100)]
+    create = verdicts(results)[1]
+    assert create.met is False  # the rule is unchanged: vs put
+    assert create.measured == (
+        "590 vs 1,000 req/s at 32 clients = 59 %; etcd alone doing wardled's "
+        "calls (txn + watch): 500 req/s = 50 % of put"
+    )
     results.bare_klein[HTTP1] = [_rate(11000), _rate(9000), _rate(10000)]
     results.bare_klein[HTTP2] = [_rate(3000)]
     get = verdicts(results)[0]
@@ -246,6 +316,25 @@ def test_verdicts_from_figures() -> None:
     assert get.measured == (
         "5,500 req/s at 32 clients = 55 % of bare Klein TLS (10,000) in this run"
     )
+
+
+def test_etcd_calls_rows_from_figures() -> None:
+    results = SuiteResults()
+    assert etcd_calls_rows(results) == []
+    results.crud[("etcd", HTTP1, 32, "create")] = [_rate(1000), _rate(800)]
+    results.crud[(ETCD_TXN, HTTP1, 32, "create")] = [_rate(500)]
+    results.crud[("wardled", HTTP1, 32, "create")] = [
+        LoadResult(completed=450, elapsed=1.0, other_share=0.42)
+    ]
+    results.crud[("wardled", HTTP2, 32, "create")] = [_rate(9999)]
+    results.crud[(ETCD_TXN, HTTP1, 1, "get")] = [_rate(300)]
+    rows = etcd_calls_rows(results)
+    assert [row[:9] for row in rows] == [
+        ("create", HTTP1, "32", "900 (800–1,000)", "500", "450", "0.50", "0.90", "0.56"),
+        ("get", HTTP1, "1", "–", "300", "–", "n/a", "n/a", "n/a"),
+    ]
+    assert [row[9] for row in rows] == ["0 / 0", "– / 0"]  # no CPU was counted
+    assert [row[10] for row in rows] == ["42", "0"]  # the busiest of the row
 
 
 def test_baseline_rows_by_protocol() -> None:
