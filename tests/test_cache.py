@@ -567,11 +567,36 @@ class WaitTests(CacheTestCase):
         )
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_consistent_revision_waits_for_progress(self) -> None:
+    def test_consistent_revision_catches_up_with_writes_elsewhere(self) -> None:
         """
-        A write the group's watch does not see leaves the cache behind
-        until a progress notification; without one, the read times out.
+        A write outside the group raises the store's revision without an
+        event for the group's watch: the multiplexer asks the storage
+        whether anything under the prefix changed and, nothing having
+        changed, brings the caches to the store's revision at once.
+        Concurrent reads share one check.
         """
+        self.create("ns", "a")
+        self.successResultOf(self.storage.create("/elsewhere/a", b"{}"))
+        self.successResultOf(self.storage.create("/elsewhere/b", b"{}"))
+        lists = self.storage.lists
+        first = self.flunders.consistent_revision()
+        second = self.fischers.consistent_revision()
+        self.assertEqual(self.successResultOf(first), self.storage.revision)
+        self.assertEqual(self.successResultOf(second), self.storage.revision)
+        self.assertEqual(self.storage.lists, lists + 1)
+        self.assertEqual(
+            (self.flunders.revision, self.fischers.revision),
+            (self.storage.revision, self.storage.revision),
+        )
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_catch_up_refused_when_the_prefix_changed(self) -> None:
+        """
+        When the prefix holds what the caches do not (here a key of no
+        cached resource), the check cannot vouch for the caches: the read
+        waits for the watch (a progress notification) or its deadline.
+        """
+        self.successResultOf(self.storage.create(GROUP + "others/x", b"{}"))
         self.successResultOf(self.storage.create("/elsewhere/a", b"{}"))
         waiting = self.flunders.consistent_revision()
         self.assertNoResult(waiting)
@@ -581,6 +606,15 @@ class WaitTests(CacheTestCase):
         timing_out = self.flunders.consistent_revision()
         self.clock.advance(1.0)
         self.failureResultOf(timing_out, TooLarge)
+
+    def test_catch_up_failure_waits_out_the_deadline(self) -> None:
+        self.successResultOf(self.storage.create("/elsewhere/a", b"{}"))
+        self.storage.list_failures.append(Unavailable("etcd is away"))
+        timing_out = self.flunders.consistent_revision()
+        self.assertNoResult(timing_out)
+        self.clock.advance(1.0)
+        self.failureResultOf(timing_out, TooLarge)
+        self.flushLoggedErrors()
 
     def test_stop_fails_waits(self) -> None:
         waiting = self.flunders.wait_for_revision(self.storage.revision + 1, 3.0)

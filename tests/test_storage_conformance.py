@@ -42,6 +42,7 @@ from wardled.storage.interfaces import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    PrefixState,
 )
 from wardled.storage.memory import MemoryStorage
 from wardled.storage.sqlite import SqliteStorage
@@ -406,6 +407,35 @@ class StorageConformanceMixin(_Runner):
             self.storage.compact(current + 1000), FutureRevision
         )
         self.assertEqual(error.requested, current + 1000)
+
+    @storage_test
+    async def test_prefix_state(self) -> None:
+        """
+        How many keys a prefix holds at a revision and the newest of their
+        mod_revisions: only writes under the prefix change it.
+        """
+        empty = await self.storage.current_revision()
+        self.assertEqual(
+            await self.storage.prefix_state(self.prefix, empty), PrefixState(0, 0)
+        )
+        revisions = await self._create_all(["a", "b", "c"])
+        updated = await self.storage.update(self.prefix + "a", b"a2", revisions["a"])
+        elsewhere = await self.storage.create(self.prefix.rstrip("/") + "-other/x", b"")
+        self.assertEqual(
+            await self.storage.prefix_state(self.prefix, elsewhere), PrefixState(3, updated)
+        )
+        self.assertEqual(
+            await self.storage.prefix_state(self.prefix, revisions["b"]),
+            PrefixState(2, revisions["b"]),
+        )
+        deleted = await self.storage.delete(self.prefix + "c", revisions["c"])
+        self.assertEqual(
+            await self.storage.prefix_state(self.prefix, deleted), PrefixState(2, updated)
+        )
+        current = await self.storage.current_revision()
+        await self.assert_fails(
+            self.storage.prefix_state(self.prefix, current + 1000), FutureRevision
+        )
 
     @storage_test
     async def test_current_revision(self) -> None:

@@ -398,6 +398,11 @@ class TimedStorage:
         started = time.perf_counter()
         return self._timed("delete", key, started, self._storage.delete(key, mod_revision))
 
+    def prefix_state(self, prefix: str, revision: int) -> Deferred[Any]:
+        started = time.perf_counter()
+        call = self._storage.prefix_state(prefix, revision)
+        return self._timed("count", prefix, started, call)
+
     def current_revision(self) -> Deferred[int]:
         started = time.perf_counter()
         call = self._storage.current_revision()

@@ -91,6 +91,7 @@ class Cacher:
         current_revision: Callable[[], Deferred[int]],
         history_size: int = DEFAULT_HISTORY_SIZE,
         consistent_timeout: float = DEFAULT_CONSISTENT_TIMEOUT,
+        on_behind: Callable[[int], object] | None = None,
     ) -> None:
         """
         @param decode: turns a stored key into a L{CachedObject}.
@@ -102,6 +103,9 @@ class Cacher:
         @param history_size: how many recent events a watch may resume from.
         @param consistent_timeout: how long L{consistent_revision} waits for
             the cache to catch up before failing with L{TooLarge}.
+        @param on_behind: told the storage's revision when a consistent read
+            finds the cache behind it (writes elsewhere in the store may have
+            raised it: see L{WatchMultiplexer.catch_up}).
         """
         if history_size < 1:
             raise ValueError(f"history_size must be at least 1, not {history_size}")
@@ -115,6 +119,7 @@ class Cacher:
             else CoalescingProbe(current_revision)
         )
         self._consistent_timeout = consistent_timeout
+        self._on_behind = on_behind
         self._objects: dict[str, CachedObject] = {}
         self._keys: list[str] = []
         self._history: deque[CacheEvent] = deque(maxlen=history_size)
@@ -224,6 +229,8 @@ class Cacher:
         if self.revision >= revision:
             return revision
         waiting = self.wait_for_revision(revision, self._consistent_timeout)
+        if self._on_behind is not None:
+            self._on_behind(revision)
         return waiting.addCallback(lambda _: revision)
 
     @property

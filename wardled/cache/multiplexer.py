@@ -3,6 +3,14 @@
 One upstream storage watch over an API group's key prefix, fanned out to
 the per-resource L{Cacher}s.
 
+Writes elsewhere in the store (another API group, kube-apiserver sharing
+the etcd) raise etcd's revision without sending this watch an event, so a
+consistent read can find the caches behind a revision they will only learn
+of from etcd's progress notifications, minutes apart by default.  Rather
+than wait for those, the multiplexer asks the storage whether anything
+under the prefix changed since the caches' revision (L{WatchMultiplexer.
+catch_up}): if nothing did, the caches are current at the newer revision.
+
 Every write of the group passes through this one watch, so the revision it
 reaches is the group's view of the store revision: a consistent read can
 compare it with etcd's current revision.  The service lists everything once
@@ -23,7 +31,13 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wardled.storage.interfaces import Compacted, Event, KeyValue, StorageError
+from wardled.storage.interfaces import (
+    Compacted,
+    Event,
+    KeyValue,
+    PrefixState,
+    StorageError,
+)
 
 from .cacher import (
     DEFAULT_CONSISTENT_TIMEOUT,
@@ -99,6 +113,8 @@ class WatchMultiplexer(Service):
         self._watch: IWatch | None = None
         self._listing: Deferred[tuple[list[KeyValue], int]] | None = None
         self._retry: IDelayedCall | None = None
+        self._catch_up_target = 0
+        self._catching_up = False
         # One revision probe for every cache of the group: concurrent
         # consistent reads of any resource share its etcd ranges.
         self.revision_probe = CoalescingProbe(storage.current_revision)
@@ -130,6 +146,7 @@ class WatchMultiplexer(Service):
             self.revision_probe,
             history_size,
             self._consistent_timeout,
+            self.catch_up,
         )
         self.cachers.append(cacher)
         return cacher
@@ -258,6 +275,57 @@ class WatchMultiplexer(Service):
                 cacher.apply(event)
         for cacher in self.cachers:
             cacher.advance(revision)
+        if self._catch_up_target > revision and not self._catching_up:
+            self._check_unchanged()
+
+    # -- catching up with writes elsewhere -------------------------------------
+
+    def catch_up(self, revision: int) -> None:
+        """
+        A consistent read found the store at C{revision}, ahead of the
+        caches: bring them there if nothing under the prefix changed in
+        between (else its events are on their way).  One check runs at a
+        time, for the newest revision asked.
+        """
+        self._catch_up_target = max(self._catch_up_target, revision)
+        if not self._catching_up:
+            self._check_unchanged()
+
+    @property
+    def _seen(self) -> int:
+        return min((cacher.revision for cacher in self.cachers), default=0)
+
+    def _check_unchanged(self) -> None:
+        target, seen = self._catch_up_target, self._seen
+        if target <= seen or not self.ready or self._watch is None:
+            return
+        # The caches hold every key of the prefix as of `seen`; compare with
+        # the prefix at `target`.
+        held = sum(cacher.size for cacher in self.cachers)
+        generation = self._generation
+        self._catching_up = True
+        checking = self.storage.prefix_state(self.prefix, target)
+        checking.addCallback(self._checked, generation, target, seen, held)
+        checking.addErrback(self._check_failed)
+        checking.addBoth(self._check_ended, target)
+
+    def _checked(
+        self, state: PrefixState, generation: int, target: int, seen: int, held: int
+    ) -> None:
+        unchanged = state.count == held and state.last_modified <= seen
+        if unchanged and generation == self._generation:
+            self._on_events((), target)
+
+    def _check_failed(self, failure: Failure) -> None:
+        # The read waits out its deadline and reads the storage instead.
+        self._log_problem("checking {prefix} for changes failed", failure)
+
+    def _check_ended(self, _: object, checked: int) -> None:
+        # Check again for a newer revision asked meanwhile; a check that
+        # found changes is retried when their events arrive (_on_events).
+        self._catching_up = False
+        if self._catch_up_target > checked:
+            self._check_unchanged()
 
     def _cacher_for(self, key: str) -> Cacher | None:
         for cacher in self.cachers:

@@ -58,6 +58,7 @@ from .interfaces import (
     KeyNotFound,
     KeyValue,
     ListResult,
+    PrefixState,
     StorageError,
     Unavailable,
     WatchCallback,
@@ -181,6 +182,32 @@ class EtcdStorage:
             more=bool(reply.get("more", False)),
             count=number(reply, "count"),
         )
+
+    def prefix_state(self, prefix: str, revision: int) -> Deferred[PrefixState]:
+        reading = Deferred.fromCoroutine(self._prefix_state(prefix, revision))
+        return reading.addErrback(self._storage_error)
+
+    async def _prefix_state(self, prefix: str, revision: int) -> PrefixState:
+        # One key, the most recently modified, and the count of all: etcd
+        # sorts the range's keys without sending them.
+        body: JSON = {
+            "key": b64(key_bytes(prefix)),
+            "range_end": b64(prefix_end(key_bytes(prefix))),
+            "revision": revision,
+            "sort_order": "DESCEND",
+            "sort_target": "MOD",
+            "limit": 1,
+            "keys_only": True,
+        }
+        try:
+            reply = await self._gateway.request(
+                "POST", "/v3/kv/range", body, idempotent=True
+            )
+        except GatewayError as error:
+            raise await self._revision_error(error, revision) from None
+        newest = reply.get("kvs") or ()
+        last_modified = number(newest[0], "mod_revision") if newest else 0
+        return PrefixState(number(reply, "count"), last_modified)
 
     def current_revision(self) -> Deferred[int]:
         body = {"key": self._probe_key, "count_only": True}

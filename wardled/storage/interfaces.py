@@ -54,6 +54,31 @@ class ListResult:
     count: int
 
 
+@attrs.frozen
+class PrefixState:
+    """
+    What a prefix holds at one revision, in brief: enough for a reader that
+    saw the prefix at an older revision, with as many keys, to tell that
+    nothing under it changed since (a delete lowers the count; a create or
+    an update raises the highest mod_revision above what it saw).
+
+    @ivar count: how many keys are under the prefix.
+    @ivar last_modified: the highest mod_revision among them (0: none).
+    """
+
+    count: int
+    last_modified: int
+
+
+def prefix_state_of(listing: ListResult) -> PrefixState:
+    """
+    The L{PrefixState} of a whole listing (for stores that list cheaply).
+    """
+    return PrefixState(
+        len(listing.kvs), max((kv.mod_revision for kv in listing.kvs), default=0)
+    )
+
+
 PUT = "PUT"
 DELETE = "DELETE"
 
@@ -213,6 +238,13 @@ class IStorage(Interface):
     def current_revision() -> Deferred[int]:
         """
         The store's latest revision.
+        """
+
+    def prefix_state(prefix: str, revision: int) -> Deferred[PrefixState]:
+        """
+        How many keys are under C{prefix} at C{revision} and the newest of
+        their mod_revisions.  Fails with L{Compacted} or L{FutureRevision}
+        as L{list} does.
         """
 
     def watch(prefix: str, from_revision: int, callback: WatchCallback) -> IWatch:

@@ -33,8 +33,10 @@ from .interfaces import (
     KeyNotFound,
     KeyValue,
     ListResult,
+    PrefixState,
     StorageError,
     WatchCallback,
+    prefix_state_of,
 )
 
 if TYPE_CHECKING:
@@ -127,6 +129,9 @@ class MemoryStorage:
 
     def current_revision(self) -> Deferred[int]:
         return succeed(self.revision)
+
+    def prefix_state(self, prefix: str, revision: int) -> Deferred[PrefixState]:
+        return self.list(prefix, revision=revision).addCallback(prefix_state_of)
 
     def check_health(self) -> Deferred[None]:
         return succeed(None)

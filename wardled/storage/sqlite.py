@@ -56,9 +56,11 @@ from .interfaces import (
     IWatch,
     KeyValue,
     ListResult,
+    PrefixState,
     StorageError,
     Unavailable,
     WatchCallback,
+    prefix_state_of,
 )
 
 if TYPE_CHECKING:
@@ -275,6 +277,9 @@ class SqliteStorage:
         self, prefix: str, start: str | None = None, limit: int = 0, revision: int = 0
     ) -> Deferred[ListResult]:
         return self._run(SqliteLog.list, prefix, start, limit, revision)
+
+    def prefix_state(self, prefix: str, revision: int) -> Deferred[PrefixState]:
+        return self.list(prefix, revision=revision).addCallback(prefix_state_of)
 
     def current_revision(self) -> Deferred[int]:
         """
