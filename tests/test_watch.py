@@ -548,14 +548,33 @@ class ErrorTests(WatchTestCase):
         self.create("c")
         self.assertEqual([n for _, n, _ in stream.summary()], ["c"])
 
-    def test_lagging_cache(self) -> None:
+    def test_writes_elsewhere(self) -> None:
         """
-        When the cache lags behind storage (writes outside the group raised
-        the revision; no progress notification yet), a legacy watch starts
-        from the cache's state after the consistent read's wait; a WatchList
-        request (explicit sendInitialEvents) gets the 504 instead.
+        Writes outside the group raise the storage's revision without an
+        event for the cache; the cache catches up at once (nothing under
+        the group's prefix changed), so even a WatchList request starts now.
         """
         self.create("a")
+        self.successResultOf(self.storage.create("/elsewhere/x", b"x"))
+        strict = self.watch(f"{FLUNDERS}?{INITIAL_EVENTS}&allowWatchBookmarks=true")
+        self.assertEqual(strict.code, 200)
+        self.assertEqual(
+            [(kind, name) for kind, name, _ in strict.summary()],
+            [("ADDED", "a"), ("BOOKMARK", "")],
+        )
+
+    def test_lagging_cache(self) -> None:
+        """
+        When the cache lags behind storage and cannot catch up (here the
+        group's prefix holds a key no cached resource owns, so the check
+        that nothing changed cannot succeed; no progress notification yet),
+        a legacy watch starts from the cache's state after the consistent
+        read's wait; a WatchList request (explicit sendInitialEvents) gets
+        the 504 instead.
+        """
+        self.create("a")
+        unowned = f"{PREFIX}/wardle.example.com/others/x"
+        self.successResultOf(self.storage.create(unowned, b"x"))
         self.successResultOf(self.storage.create("/elsewhere/x", b"x"))
         legacy = self.watch(FLUNDERS)
         strict = self.watch(f"{FLUNDERS}?{INITIAL_EVENTS}&allowWatchBookmarks=true")

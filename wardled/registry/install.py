@@ -30,10 +30,10 @@ DEFAULT_HISTORY_SIZE = 10_000
 
 # How long a consistent read waits for the cache to reach etcd's current
 # revision before reading etcd instead.  The group's own writes reach the
-# cache within milliseconds; a lag beyond this means writes outside the
-# group's prefix raised etcd's revision, which the cache only learns of from
-# etcd's progress notifications (run etcd with
-# --experimental-watch-progress-notify-interval to make those frequent).
+# cache within milliseconds, and writes outside the group's prefix are
+# caught up with by asking etcd whether the prefix changed
+# (WatchMultiplexer.catch_up); a lag beyond this means the cache's watch is
+# slow or the prefix holds keys no cached resource owns.
 CONSISTENT_READ_WAIT = 0.25
 
 
