@@ -31,7 +31,7 @@ from wardled.cache.interfaces import (
     TooLarge,
     TooOld,
 )
-from wardled.cache.multiplexer import WatchMultiplexer, backoff_delay
+from wardled.cache.multiplexer import CATCH_UP_INTERVAL, WatchMultiplexer, backoff_delay
 from wardled.cache.watcher import CacheWatcher
 from wardled.storage.interfaces import (
     Compacted,
@@ -589,6 +589,32 @@ class WaitTests(CacheTestCase):
             (self.storage.revision, self.storage.revision),
         )
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_catch_up_checks_are_spaced(self) -> None:
+        """
+        Each check reads the whole prefix, so under a stream of writes
+        elsewhere checks start at most once per L{CATCH_UP_INTERVAL}; a
+        read in between waits for the next one.
+        """
+        self.successResultOf(self.storage.create("/elsewhere/a", b"{}"))
+        self.successResultOf(self.flunders.consistent_revision())
+        lists = self.storage.lists
+        self.successResultOf(self.storage.create("/elsewhere/b", b"{}"))
+        waiting = self.flunders.consistent_revision()
+        self.assertNoResult(waiting)
+        self.clock.advance(CATCH_UP_INTERVAL / 2)
+        self.assertNoResult(waiting)
+        self.clock.advance(CATCH_UP_INTERVAL / 2)
+        self.assertEqual(self.successResultOf(waiting), self.storage.revision)
+        self.assertEqual(self.storage.lists, lists + 1)
+
+    def test_stop_cancels_a_spaced_check(self) -> None:
+        self.successResultOf(self.storage.create("/elsewhere/a", b"{}"))
+        self.successResultOf(self.flunders.consistent_revision())
+        self.successResultOf(self.storage.create("/elsewhere/b", b"{}"))
+        waiting = self.flunders.consistent_revision()
+        self.successResultOf(self.mux.stopService())
+        self.failureResultOf(waiting, NotReady)
 
     def test_catch_up_refused_when_the_prefix_changed(self) -> None:
         """
