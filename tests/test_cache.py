@@ -31,7 +31,12 @@ from wardled.cache.interfaces import (
     TooLarge,
     TooOld,
 )
-from wardled.cache.multiplexer import CATCH_UP_INTERVAL, WatchMultiplexer, backoff_delay
+from wardled.cache.multiplexer import (
+    CATCH_UP_DELAY,
+    CATCH_UP_INTERVAL,
+    WatchMultiplexer,
+    backoff_delay,
+)
 from wardled.cache.watcher import CacheWatcher
 from wardled.storage.interfaces import (
     Compacted,
@@ -581,6 +586,8 @@ class WaitTests(CacheTestCase):
         lists = self.storage.lists
         first = self.flunders.consistent_revision()
         second = self.fischers.consistent_revision()
+        self.assertNoResult(first)
+        self.clock.advance(CATCH_UP_DELAY)
         self.assertEqual(self.successResultOf(first), self.storage.revision)
         self.assertEqual(self.successResultOf(second), self.storage.revision)
         self.assertEqual(self.storage.lists, lists + 1)
@@ -597,20 +604,35 @@ class WaitTests(CacheTestCase):
         read in between waits for the next one.
         """
         self.successResultOf(self.storage.create("/elsewhere/a", b"{}"))
-        self.successResultOf(self.flunders.consistent_revision())
+        first = self.flunders.consistent_revision()
+        self.clock.advance(CATCH_UP_DELAY)
+        self.successResultOf(first)
         lists = self.storage.lists
         self.successResultOf(self.storage.create("/elsewhere/b", b"{}"))
         waiting = self.flunders.consistent_revision()
         self.assertNoResult(waiting)
-        self.clock.advance(CATCH_UP_INTERVAL / 2)
+        self.clock.advance(CATCH_UP_INTERVAL - 0.001)
         self.assertNoResult(waiting)
-        self.clock.advance(CATCH_UP_INTERVAL / 2)
+        self.clock.advance(0.001)
         self.assertEqual(self.successResultOf(waiting), self.storage.revision)
         self.assertEqual(self.storage.lists, lists + 1)
 
+    def test_catch_up_not_needed_after_all(self) -> None:
+        """
+        A read found behind waits L{CATCH_UP_DELAY} for the watch before
+        the check starts: when the events (or a progress notification)
+        arrive meanwhile, no check is made.
+        """
+        self.successResultOf(self.storage.create("/elsewhere/a", b"{}"))
+        lists = self.storage.lists
+        waiting = self.flunders.consistent_revision()
+        self.storage.notify_progress()
+        self.assertEqual(self.successResultOf(waiting), self.storage.revision)
+        self.clock.advance(CATCH_UP_DELAY)
+        self.assertEqual(self.storage.lists, lists)
+
     def test_stop_cancels_a_spaced_check(self) -> None:
         self.successResultOf(self.storage.create("/elsewhere/a", b"{}"))
-        self.successResultOf(self.flunders.consistent_revision())
         self.successResultOf(self.storage.create("/elsewhere/b", b"{}"))
         waiting = self.flunders.consistent_revision()
         self.successResultOf(self.mux.stopService())
