@@ -23,14 +23,12 @@ on top (TLS, admission, validation, the watch cache) only costs more.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import re
 
-from bench._http import Endpoint, request_bytes
+from bench._http import Endpoint
 from bench._suite_crud import CrudTarget, EtcdCrud, Operation
 from bench._suite_load import HTTP1, Accounting
-from bench._targets import prefix_end
+from bench._targets import etcd_watch
 from bench._watchers import WatchProtocol, WatchTarget, _open_watch
 from tests.waiting import poll_async
 
@@ -41,14 +39,9 @@ ETCD_TXN_LABEL = "etcd doing wardled's calls (txn + watch)"
 _EVENT_REVISION = rb'"kv":\{[^{}]*?"mod_revision":"(\d+)"'
 _HEADER_REVISION = re.compile(rb'"revision":"(\d+)"')
 _SUCCEEDED = b'"succeeded":true'
-_CREATED = b'"created":true'
 _WATCH_TIMEOUT = 30.0
 _DRAIN_TIMEOUT = 10.0
 _DRAIN_POLL = 0.01
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def wardled_watch(endpoint: Endpoint, prefix: bytes) -> WatchTarget:
@@ -57,19 +50,11 @@ def wardled_watch(endpoint: Endpoint, prefix: bytes) -> WatchTarget:
     C{prefix} from now on, with each event's previous value and progress
     notifications.
     """
-    create = {
-        "key": _b64(prefix),
-        "range_end": _b64(prefix_end(prefix)),
-        "prev_kv": True,
-        "progress_notify": True,
-    }
-    body = json.dumps({"create_request": create}).encode()
-    return WatchTarget(
-        name="etcd",
-        endpoint=endpoint,
-        request=request_bytes("POST", "/v3/watch", endpoint.host, body),
+    return etcd_watch(
+        endpoint,
+        prefix,
+        options={"prev_kv": True, "progress_notify": True},
         revision_pattern=_EVENT_REVISION,
-        ready_marker=_CREATED,
     )
 
 

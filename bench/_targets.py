@@ -98,21 +98,35 @@ def prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
-def etcd_watch(endpoint: Endpoint, prefix: bytes, start_revision: int) -> WatchTarget:
+def etcd_watch(
+    endpoint: Endpoint,
+    prefix: bytes,
+    start_revision: int | None = None,
+    *,
+    options: dict[str, bool] | None = None,
+    revision_pattern: bytes = _MOD_REVISION,
+) -> WatchTarget:
     """
-    An etcd gateway watch of every key under C{prefix} from C{start_revision}.
+    An etcd gateway watch of every key under C{prefix} from
+    C{start_revision} (default: from now on).
+
+    @param options: more fields of the C{create_request} (C{prev_kv},
+        C{progress_notify}).
+    @param revision_pattern: finds each event's revision in a line.
     """
-    create = {
+    create: dict[str, object] = {
         "key": _b64(prefix),
         "range_end": _b64(prefix_end(prefix)),
-        "start_revision": str(start_revision),
+        **(options or {}),
     }
+    if start_revision is not None:
+        create["start_revision"] = str(start_revision)
     body = json.dumps({"create_request": create}).encode()
     return WatchTarget(
         name="etcd",
         endpoint=endpoint,
         request=request_bytes("POST", "/v3/watch", endpoint.host, body),
-        revision_pattern=_MOD_REVISION,
+        revision_pattern=revision_pattern,
         ready_marker=_CREATED,
     )
 

@@ -42,15 +42,23 @@ class Echo(Resource):
         return b"\n".join(lines) + b"\n\n" + body
 
 
+def _connect(clock: Clock | None = None, head_timeout: float = 32.0) -> tuple[Any, StringTransport]:
+    """
+    A guarded HTTP/1.1 connection to L{Echo} over a L{StringTransport}.
+    """
+    site = GuardedSite(Echo(), reactor=clock or Clock())
+    site.limit_settings = LimitSettings(0, 0, 60.0, head_timeout)
+    protocol: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
 def _answers(data: bytes, one_byte_at_a_time: bool) -> tuple[bytes, bool]:
     """
     What a guarded channel writes for C{data}, and whether it closed.
     """
-    site = GuardedSite(Echo(), reactor=Clock())
-    site.limit_settings = LimitSettings(0, 0, 60.0, 32.0)
-    protocol: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
-    transport = StringTransport()
-    protocol.makeConnection(transport)
+    protocol, transport = _connect()
     if one_byte_at_a_time:
         for index in range(len(data)):
             if transport.disconnecting:  # a closing socket reads no more
@@ -111,10 +119,9 @@ class WholeHeadTests(SynchronousTestCase):
             self.assertEqual(whole, pieces, name)
             self.assertTrue(whole[0], f"{name}: no answer at all")
 
-    def test_whole_heads_are_read_at_once(self) -> None:
+    def spy_on_whole_heads(self) -> list[bytes]:
         """
-        A plain head, and each head of a kept-alive connection, is read
-        whole (the cases above would pass without the fast path at all).
+        The request lines of the heads read whole from now on.
         """
         read_whole: list[bytes] = []
         original = connlimits.GuardedHTTPChannel._handle_head
@@ -124,11 +131,15 @@ class WholeHeadTests(SynchronousTestCase):
             original(channel, lines)
 
         self.patch(connlimits.GuardedHTTPChannel, "_handle_head", spy)
-        site = GuardedSite(Echo(), reactor=Clock())
-        site.limit_settings = LimitSettings(0, 0, 60.0, 32.0)
-        protocol: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
-        transport = StringTransport()
-        protocol.makeConnection(transport)
+        return read_whole
+
+    def test_whole_heads_are_read_at_once(self) -> None:
+        """
+        A plain head, and each head of a kept-alive connection, is read
+        whole (the cases above would pass without the fast path at all).
+        """
+        read_whole = self.spy_on_whole_heads()
+        protocol, transport = _connect()
         for path in ("/1", "/2", "/3"):
             protocol.dataReceived(_get(path))
         self.assertEqual(
@@ -138,14 +149,7 @@ class WholeHeadTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
 
     def test_folded_and_partial_heads_go_line_by_line(self) -> None:
-        read_whole: list[bytes] = []
-        original = connlimits.GuardedHTTPChannel._handle_head
-
-        def spy(channel: Any, lines: list[bytes]) -> None:
-            read_whole.append(lines[0])
-            original(channel, lines)
-
-        self.patch(connlimits.GuardedHTTPChannel, "_handle_head", spy)
+        read_whole = self.spy_on_whole_heads()
         _answers(CASES["folded header"], one_byte_at_a_time=False)
         _answers(CASES["head over the whole-head size"], one_byte_at_a_time=False)
         _answers(_get(), one_byte_at_a_time=True)
@@ -157,11 +161,7 @@ class WholeHeadTests(SynchronousTestCase):
         head deadline: the connection is dropped when it passes.
         """
         clock = Clock()
-        site = GuardedSite(Echo(), reactor=clock)
-        site.limit_settings = LimitSettings(0, 0, 60.0, 5.0)
-        protocol: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
-        transport = StringTransport()
-        protocol.makeConnection(transport)
+        protocol, transport = _connect(clock, head_timeout=5.0)
         protocol.dataReceived(_get("/1"))
         self.assertIn(b"200 OK", transport.value())
         protocol.dataReceived(b"GET /2 HTTP/1.1\r\nHo")
