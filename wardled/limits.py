@@ -30,6 +30,7 @@ L{wardled.connlimits}.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from wardled import apierrors
 from wardled.api import respond
 from wardled.api.requestinfo import RequestInfo
 from wardled.auth.user import MASTERS, UserInfo
+from wardled.requestend import when_finished
 
 DEFAULT_MAX_REQUESTS_INFLIGHT = 400
 DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT = 200
@@ -387,9 +389,7 @@ class InflightLimiter:
                 return
             raise TooManyRequests()
         self._take(mutating, +1)
-        request.notifyFinish().addBoth(  # type: ignore[attr-defined]
-            self._release, mutating
-        )
+        when_finished(request, functools.partial(self._release, mutating=mutating))
 
     def _take(self, mutating: bool, delta: int) -> None:
         if mutating:
@@ -423,7 +423,7 @@ class RequestDeadline:
         self.timed_out = False
         self._on_expiry: list[Callable[[], object]] = []
         self._call: IDelayedCall | None = clock.callLater(seconds, self._expire)
-        request.notifyFinish().addBoth(self._cancel)  # type: ignore[attr-defined]
+        when_finished(request, self._cancel)
 
     @property
     def pending(self) -> bool:

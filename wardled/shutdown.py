@@ -30,6 +30,7 @@ the signal again).
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Callable, Iterable
 from types import FrameType
@@ -46,6 +47,7 @@ from twisted.web.http import HTTPChannel, Request
 from twisted.web.server import Site
 
 from wardled.api.requestinfo import parse_request_info
+from wardled.requestend import when_finished
 
 DRAIN_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05
@@ -124,7 +126,7 @@ class RequestTracker:
         Count C{request} until it finishes or its connection is lost.
         """
         self._requests.add(request)
-        request.notifyFinish().addBoth(self._finished, request)
+        when_finished(request, functools.partial(self._finished, request=request))
         if self.draining:
             close_after_response(request)
 

@@ -31,6 +31,7 @@ from twisted.web.server import NOT_DONE_YET
 from wardled.api.app import ALL_METHODS, WardleAPI
 from wardled.apis.wardle import GROUP
 from wardled.limits import DeadlineCancelling, is_done, on_deadline
+from wardled.requestend import when_finished
 
 # /apis/<group>/<version>/<segment>[/<segment>...], each segment a plain
 # name: what Klein's C{/apis/<group>/<version>/<path:rest>} rule matches
@@ -91,7 +92,7 @@ class Routes(Resource):
             gone.append(reason)
             serving.cancel()
 
-        request.notifyFinish().addErrback(cancel)  # type: ignore[attr-defined]
+        when_finished(request, lambda reason: None if reason is None else cancel(reason))
         on_deadline(request, cancel)
         serving.addCallback(lambda _: self._write_later(request, outcome[0], gone))
         serving.addErrback(self._log_failure)

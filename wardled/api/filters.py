@@ -13,6 +13,7 @@ finished, with a L{RequestRecord} of what the filters learnt.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 import time
@@ -37,6 +38,7 @@ from wardled.auth.impersonation import impersonate
 from wardled.auth.sar import ReviewFailed
 from wardled.auth.user import UserInfo
 from wardled.limits import RequestLimits, write_refusal
+from wardled.requestend import when_finished
 
 # A function from a request to its user (or to an awaitable of it).
 Authenticator = Callable[[IRequest], UserInfo | Awaitable[UserInfo]]
@@ -224,9 +226,7 @@ class FilteredResource(Resource):
         record = None
         if self.observers:
             record = RequestRecord(request, audit_id)
-            request.notifyFinish().addBoth(  # type: ignore[attr-defined]
-                self._finished, record
-            )
+            when_finished(request, functools.partial(self._finished, record=record))
         info = _request_info(request)
         if self.limits is not None:
             self.limits.start(request, info)
@@ -238,7 +238,7 @@ class FilteredResource(Resource):
         # Waiting for the cluster: render when it answers, unless the client
         # has gone by then.
         gone: list[object] = []
-        request.notifyFinish().addBoth(gone.append)  # type: ignore[attr-defined]
+        when_finished(request, gone.append)
         admitted.addCallback(lambda _: self._finish_later(request, outcome[0], gone, record))
         admitted.addErrback(self._log_failure)
         return NOT_DONE_YET
