@@ -37,6 +37,7 @@ from .interfaces import (
     KeyNotFound,
     KeyValue,
     ListResult,
+    PrefixState,
     StorageError,
 )
 
@@ -214,6 +215,26 @@ class SqliteLog:
         ).fetchall()
         kvs = [KeyValue(_text(row[0]), bytes(row[1]), row[2], row[3]) for row in rows]
         return ListResult(kvs=kvs, revision=at, more=len(kvs) < count, count=count)
+
+    def prefix_state(self, prefix: str, revision: int) -> PrefixState:
+        """
+        See L{wardled.storage.interfaces.IStorage.prefix_state}: counted in
+        SQL, without reading the values.
+        """
+        self._check_revision(revision)
+        where, parameters = _key_range(key_bytes(prefix), key_bytes(prefix), "key")
+        count, newest = self._connection.execute(
+            f"""
+            SELECT COUNT(*), COALESCE(MAX(log.revision), 0)
+            FROM log JOIN (
+                SELECT MAX(revision) AS revision FROM log
+                WHERE {where} AND revision <= ? GROUP BY key
+            ) AS newest USING (revision)
+            WHERE log.deleted = 0
+            """,
+            (*parameters, revision),
+        ).fetchone()
+        return PrefixState(count, newest)
 
     def _check_revision(self, revision: int) -> None:
         if revision > self.revision:

@@ -60,7 +60,6 @@ from .interfaces import (
     StorageError,
     Unavailable,
     WatchCallback,
-    prefix_state_of,
 )
 
 if TYPE_CHECKING:
@@ -279,7 +278,7 @@ class SqliteStorage:
         return self._run(SqliteLog.list, prefix, start, limit, revision)
 
     def prefix_state(self, prefix: str, revision: int) -> Deferred[PrefixState]:
-        return self.list(prefix, revision=revision).addCallback(prefix_state_of)
+        return self._run(SqliteLog.prefix_state, prefix, revision)
 
     def current_revision(self) -> Deferred[int]:
         """
