@@ -32,9 +32,7 @@ from bench._suite_load import (
     Accounting,
     LoadResult,
     LoadSpec,
-    close_senders,
-    measure_load,
-    open_senders,
+    measure_on_new_connections,
 )
 from bench._suite_servers import SuiteServers, etcd_put_many
 from bench._targets import flunder, flunders_path, prefix_end
@@ -123,20 +121,16 @@ async def _create_all(
     endpoint: Endpoint, size: int, accounting: Accounting, concurrency: int = 32
 ) -> LoadResult:
     path = flunders_path(list_namespace(size))
-    senders = await open_senders(endpoint, HTTP1, min(concurrency, size))
-    try:
-        spec = LoadSpec(
-            endpoint=endpoint,
-            protocol=HTTP1,
-            make_request=lambda i: ("POST", path, _named_flunder(i)),
-            success=201,
-            concurrency=min(concurrency, size),
-            duration=float(_UNLIMITED),
-            limit=size,
-        )
-        return await measure_load(spec, senders, accounting)
-    finally:
-        close_senders(senders)
+    spec = LoadSpec(
+        endpoint=endpoint,
+        protocol=HTTP1,
+        make_request=lambda i: ("POST", path, _named_flunder(i)),
+        success=201,
+        concurrency=min(concurrency, size),
+        duration=float(_UNLIMITED),
+        limit=size,
+    )
+    return await measure_on_new_connections(spec, accounting)
 
 
 def _wait_cached(server: WardledProcess, size: int) -> None:
@@ -283,20 +277,16 @@ def _b64(data: bytes) -> str:
 
 async def _list_many(target: ListTarget, size: int, repeats: int, key: bytes) -> LoadResult:
     request = target.request(size, key)
-    senders = await open_senders(target.endpoint, target.protocol, 1)
-    try:
-        spec = LoadSpec(
-            endpoint=target.endpoint,
-            protocol=target.protocol,
-            make_request=lambda i: request,
-            success=200,
-            concurrency=1,
-            duration=float(_UNLIMITED),
-            limit=repeats,
-        )
-        return await measure_load(spec, senders, target.accounting)
-    finally:
-        close_senders(senders)
+    spec = LoadSpec(
+        endpoint=target.endpoint,
+        protocol=target.protocol,
+        make_request=lambda i: request,
+        success=200,
+        concurrency=1,
+        duration=float(_UNLIMITED),
+        limit=repeats,
+    )
+    return await measure_on_new_connections(spec, target.accounting)
 
 
 def measure_list(

@@ -282,6 +282,18 @@ async def measure_load(
     return result
 
 
+async def measure_on_new_connections(spec: LoadSpec, accounting: Accounting) -> LoadResult:
+    """
+    L{measure_load} over C{spec.concurrency} connections opened for it
+    (and closed after).
+    """
+    senders = await open_senders(spec.endpoint, spec.protocol, spec.concurrency)
+    try:
+        return await measure_load(spec, senders, accounting)
+    finally:
+        close_senders(senders)
+
+
 def run_quietly(
     attempt: Callable[[int], T],
     busy_share: Callable[[T], float],

@@ -81,9 +81,7 @@ from bench._suite_load import (
     Accounting,
     LoadResult,
     LoadSpec,
-    close_senders,
-    measure_load,
-    open_senders,
+    measure_on_new_connections,
     run_quietly,
 )
 from bench._suite_options import parse_suite_options
@@ -211,20 +209,16 @@ class _Baseline:
 async def _measure_baseline(
     baseline: _Baseline, protocol: str, seconds: float
 ) -> LoadResult:
-    senders = await open_senders(baseline.endpoint, protocol, BASELINE_CLIENTS)
-    try:
-        spec = LoadSpec(
-            baseline.endpoint,
-            protocol,
-            lambda i: ("GET", baseline.path, b""),
-            200,
-            BASELINE_CLIENTS,
-            seconds,
-            1 << 60,
-        )
-        return await measure_load(spec, senders, baseline.accounting)
-    finally:
-        close_senders(senders)
+    spec = LoadSpec(
+        baseline.endpoint,
+        protocol,
+        lambda i: ("GET", baseline.path, b""),
+        200,
+        BASELINE_CLIENTS,
+        seconds,
+        1 << 60,
+    )
+    return await measure_on_new_connections(spec, baseline.accounting)
 
 
 def _baseline_attempt(
